@@ -1,0 +1,62 @@
+"""orchestra_magic: run 30 to 1,000+ LLM agents from a notebook without drowning it in their output.
+
+Workers write their results to files, one coordinator per domain reads them and writes a synthesis,
+and you get back only the coordinators' short summaries (a DataFrame). In a notebook:
+
+    %load_ext orchestra_magic
+    %%orchestrate --provider offline
+    <spec>
+
+From Python: `orchestra_magic.run(spec)`, `await orchestra_magic.arun(spec)`, `orchestra_magic.load_run(path)`.
+Heavy modules (pandas, anthropic, aiohttp, ipywidgets) load only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AgentError,
+    ConfigError,
+    OrchestraError,
+    RunFolderError,
+    SpecError,
+    TransientAgentError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from .api import RunOptions, arun, run
+    from .engine import RetryPolicy
+    from .providers import AgentRequest, Completion, Provider, PythonProvider
+    from .results import Run, load_run
+    from .spec import Spec, load_spec
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "run": "api", "arun": "api", "RunOptions": "api", "RetryPolicy": "engine",
+    "Run": "results", "load_run": "results", "Spec": "spec", "load_spec": "spec",
+    "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
+}
+
+__all__ = [
+    "AgentError", "AgentRequest", "Completion", "ConfigError", "OrchestraError", "Provider", "PythonProvider",
+    "RetryPolicy", "Run", "RunFolderError", "RunOptions", "Spec", "SpecError", "TransientAgentError", "UsageError",
+    "arun", "load_ipython_extension", "load_run", "load_spec", "run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'orchestra_magic' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext orchestra_magic`: registers `%%orchestrate` and its line magics."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)

@@ -1,0 +1,276 @@
+"""The async engine: schedules workers and coordinators, retries, times out, cancels, resumes.
+
+Scheduling is one loop over a ready queue. Workers are ready from the start; a domain's coordinator
+becomes ready (ahead of waiting workers) the moment its own last worker finishes. `pool` fills a free
+slot at once; `waves` starts the next batch only when the whole previous batch is finished (the method's
+"waves of 8"). Every change is an event: the reducer updates `state`, the run folder journals it, and
+listeners (progress views) are told. Outputs are files; the engine keeps only summaries and numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .errors import AgentError, TransientAgentError
+from .events import AgentFinished, AgentRetrying, AgentStarted, AgentState, Event, RunFinished, RunState, RunStatus
+from .prompts import Prompts, extract_summary, fence, worker_note
+from .providers.base import AgentRequest, Completion, Provider, WorkerResult
+from .runfolder import SPEC, RunFolder
+from .spec import Domain, Spec, Worker
+
+Listener = Callable[[Event, RunState], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; a server's `retry-after` is honoured as given (up to `cap`)."""
+
+    attempts: int = 3
+    base: float = 1.0
+    cap: float = 60.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.cap)
+        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        return backoff * (1 - self.jitter * rng.random())
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPlan:
+    """One agent to run. Coordinators are keyed ``coordinator:<domain>``; ids cannot contain ':'."""
+
+    key: str
+    domain: Domain
+    worker: Worker | None  # None for the coordinator
+    path: str  # relative to the run folder
+
+    @property
+    def role(self) -> str:
+        return "worker" if self.worker else "coordinator"
+
+
+def plan_agents(spec: Spec) -> list[AgentPlan]:
+    plans = [AgentPlan(w.id, d, w, f"workers/{w.id}.md") for d, w in spec.workers]
+    plans += [AgentPlan(f"coordinator:{d.name}", d, None, f"synthesis/{d.name}.md") for d in spec.domains]
+    return plans
+
+
+def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: RunState | None) -> RunState:
+    """Fresh pending agents; on resume each keeps what it recorded before (hash, tokens, summary)."""
+    agents: dict[str, AgentState] = {}
+    for plan in plan_agents(spec):
+        old = prior.agents.get(plan.key) if prior else None
+        if old is not None and old.path == plan.path:
+            old.status = "pending"
+            agents[plan.key] = old
+        else:
+            agents[plan.key] = AgentState(plan.key, "worker" if plan.worker else "coordinator", plan.domain.name, plan.path)
+    return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents)
+
+
+class Engine:
+    """Runs one spec into one run folder. `await engine.run()`; `engine.stop()` to stop gracefully."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        provider: Provider,
+        folder: RunFolder,
+        *,
+        prior: RunState | None = None,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        listeners: tuple[Listener, ...] = (),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        snapshot_every: float = 2.0,
+    ) -> None:
+        self.spec, self.provider, self.folder = spec, provider, folder
+        self.concurrency = concurrency or spec.concurrency
+        self.retry = retry or RetryPolicy(attempts=spec.attempts)
+        self.listeners = list(listeners)
+        self.clock, self.sleep = clock, sleep
+        self.prompts = Prompts(spec.templates)
+        self.plans = {p.key: p for p in plan_agents(spec)}
+        self.prior = {k: (a.status, a.input_hash) for k, a in (prior.agents.items() if prior else ())}
+        self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
+        self.rng = random.Random()
+        self._stopping = ""
+        self._running: dict[asyncio.Task[None], AgentPlan] = {}
+        self._snapshot_every = snapshot_every
+        self._last_snapshot = 0.0
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""
+        self._stopping = reason
+        for task in self._running:
+            task.cancel()
+
+    async def run(self) -> RunState:
+        self.folder.write(SPEC, self.spec.to_yaml())
+        self._snapshot()
+        try:
+            await self._schedule()
+        except asyncio.CancelledError:
+            self.stop("cancelled")
+            await asyncio.gather(*self._running, return_exceptions=True)
+            self._finish_run()
+            raise
+        self._finish_run()
+        return self.state
+
+    async def _schedule(self) -> None:
+        ready = deque(p for p in self.plans.values() if p.worker)
+        waiting = {d.name: len(d.workers) for d in self.spec.domains}
+        finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
+        while True:
+            wave_open = self.spec.schedule == "pool" or not self._running
+            while ready and wave_open and not self._stopping and len(self._running) < self.concurrency:
+                plan = ready.popleft()
+                task = asyncio.create_task(self._run_agent(plan), name=plan.key)
+                task.add_done_callback(finished.put_nowait)
+                self._running[task] = plan
+            if not self._running:
+                return
+            plan = self._running.pop(await finished.get())
+            if plan.worker:
+                waiting[plan.domain.name] -= 1
+                if not waiting[plan.domain.name]:
+                    ready.appendleft(self.plans[f"coordinator:{plan.domain.name}"])
+            self._maybe_snapshot()
+
+    async def _run_agent(self, plan: AgentPlan) -> None:
+        try:
+            request = self._request(plan)
+            if request is None:
+                return
+            digest = input_hash(request, self.provider.identity)
+            status, old_hash = self.prior.get(plan.key, ("", ""))
+            if status in ("done", "skipped") and old_hash == digest and (self.folder.path / plan.path).is_file():
+                self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
+                                         **_tokens(self.state.agents[plan.key])))
+                return
+            await self._attempts(plan, request, digest)
+        except asyncio.CancelledError:
+            self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping))
+            raise
+
+    async def _attempts(self, plan: AgentPlan, request: AgentRequest, digest: str) -> None:
+        error = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
+            try:
+                async with asyncio.timeout(self.spec.timeout):
+                    completion = await self.provider.complete(request)
+            except TransientAgentError as exc:
+                error, retry_after = str(exc), exc.retry_after
+            except TimeoutError:
+                error, retry_after = f"no answer within the {self.spec.timeout:g} s timeout", None
+            except AgentError as exc:
+                return self._fail(plan, str(exc))
+            except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
+                return self._fail(plan, f"{type(exc).__name__}: {exc}")
+            else:
+                return self._succeed(plan, completion, digest)
+            if attempt < self.retry.attempts:
+                delay = self.retry.delay(attempt, retry_after, self.rng)
+                self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay))
+                await self.sleep(delay)
+        self._fail(plan, f"gave up after {self.retry.attempts} attempts; last error: {error}")
+
+    def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
+        text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
+        self.folder.write(plan.path, text)
+        summary, cut, note = "", False, ""
+        if plan.worker:
+            note = worker_note(text)
+        else:
+            summary, cut = extract_summary(text, self.spec.summary_words, plan.path)
+        self._emit(AgentFinished(
+            agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens, input_hash=digest, summary=summary, summary_cut=cut, note=note,
+        ))
+
+    def _fail(self, plan: AgentPlan, error: str) -> None:
+        self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error))
+
+    def _request(self, plan: AgentPlan) -> AgentRequest | None:
+        spec, domain = self.spec, plan.domain
+        base = {"run_name": spec.name, "context": spec.context, "domain": domain.name,
+                "domain_context": domain.context}
+        if plan.worker:
+            context = {**base, "task": plan.worker.task, "worker_id": plan.worker.id, "output_path": plan.path}
+            system, prompt = self.prompts.render_worker(context)
+            inputs: tuple[WorkerResult, ...] = ()
+            task = plan.worker.task
+        else:
+            inputs = tuple(self._worker_result(w) for w in domain.workers)
+            if all(r.missing for r in inputs):
+                self._fail(plan, f"all {len(inputs)} workers of {domain.name} failed; nothing to synthesise")
+                return None
+            quoted = [{"agent": r.agent, "path": r.path, "missing": r.missing, "error": r.error,
+                       "text": fence(r.text or "")} for r in inputs]
+            context = {**base, "task": domain.coordinator, "results": quoted, "synthesis_path": plan.path,
+                       "summary_words": spec.summary_words}
+            system, prompt = self.prompts.render_coordinator(context)
+            task = domain.coordinator
+        return AgentRequest(
+            agent=plan.key, role="worker" if plan.worker else "coordinator", domain=domain.name, task=task,
+            system=system, prompt=prompt, model=spec.model, max_tokens=spec.max_tokens,
+            temperature=spec.temperature, inputs=inputs,
+        )
+
+    def _worker_result(self, worker: Worker) -> WorkerResult:
+        agent = self.state.agents[worker.id]
+        if agent.status not in ("done", "skipped"):
+            return WorkerResult(worker.id, agent.path, None, agent.error or agent.status)
+        return WorkerResult(worker.id, agent.path, self.folder.read_text(agent.path))
+
+    def _emit(self, event: Event) -> None:
+        self.state.apply(event)
+        self.folder.record(event)
+        for listener in self.listeners:
+            listener(event, self.state)
+
+    def _maybe_snapshot(self) -> None:
+        if self.clock() - self._last_snapshot >= self._snapshot_every:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        started = time.perf_counter()
+        self.folder.snapshot(self.state)
+        # Keep snapshots under ~2% of the run's time, however large the manifest grows.
+        self._snapshot_every = max(self._snapshot_every, 50 * (time.perf_counter() - started))
+        self._last_snapshot = self.clock()
+
+    def _finish_run(self) -> None:
+        counts = self.state.counts
+        status: RunStatus
+        if self._stopping:
+            status, reason = "cancelled", self._stopping
+        elif counts["failed"]:
+            status, reason = "failed", f"{counts['failed']} of {self.state.total} agents failed"
+        else:
+            status, reason = "done", ""
+        self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
+        self._snapshot()
+        self.folder.close()
+
+
+def input_hash(request: AgentRequest, provider: str) -> str:
+    """What an agent's output depends on; a resumed run redoes an agent only when this changes."""
+    material = [provider, request.model, request.max_tokens, request.temperature, request.system, request.prompt]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
+
+
+def _tokens(agent: AgentState) -> dict[str, int]:
+    return {"input_tokens": agent.input_tokens, "output_tokens": agent.output_tokens}

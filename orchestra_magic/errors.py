@@ -1,0 +1,54 @@
+"""The exceptions orchestra_magic raises, in one small tree.
+
+    OrchestraError                 root: catch this to catch everything of ours
+    ├── UsageError                 you made a mistake; fix the input and try again
+    │   ├── SpecError              the spec is malformed (names the key path and YAML line)
+    │   ├── ConfigError            a missing API key, an unknown provider, an unreachable server
+    │   └── RunFolderError         not a run folder, or one another process is using
+    └── AgentError                 one agent's call failed (recorded in the run, not raised to you)
+        └── TransientAgentError    worth retrying: rate limits, overload, 5xx, dropped connections
+
+A run whose agents fail does not raise: `Run.status` says `failed` and `Run.agents` holds each
+error. Outside cancellation (`asyncio.CancelledError`, `KeyboardInterrupt`) always propagates.
+"""
+
+from __future__ import annotations
+
+
+class OrchestraError(Exception):
+    """Root of every error orchestra_magic raises on purpose."""
+
+
+class UsageError(OrchestraError):
+    """The caller's mistake: shown as one line, never as a traceback."""
+
+
+class SpecError(UsageError):
+    """A spec that cannot run. `path` is the key path (``domains[1].workers[0].id``), `line` the YAML line."""
+
+    def __init__(self, message: str, path: str = "", line: int | None = None) -> None:
+        self.problem = message
+        self.path = path
+        self.line = line
+        where = f"{path} (line {line})" if path and line else path or (f"line {line}" if line else "")
+        super().__init__(f"spec error at {where}: {message}" if where else f"spec error: {message}")
+
+
+class ConfigError(UsageError):
+    """A setting the run needs is missing or wrong (API key, provider name, endpoint)."""
+
+
+class RunFolderError(UsageError):
+    """A run folder that cannot be used: missing, not a run folder, or in use."""
+
+
+class AgentError(OrchestraError):
+    """One agent call failed for good; its text is recorded as the agent's `error`."""
+
+
+class TransientAgentError(AgentError):
+    """A failure worth retrying. `retry_after` is the server's requested wait in seconds, if it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,182 @@
+"""What happens in a run, as small frozen events, and the one reducer that turns them into run state.
+
+The engine only emits events; the manifest on disk, the CLI progress and the notebook widget only read
+the `RunState` this reducer keeps. Events are also the journal format: replaying a run folder's journal
+over its last snapshot rebuilds exactly the state the engine had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
+Role = Literal["worker", "coordinator"]
+RunStatus = Literal["running", "done", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = ("pending", "running", "done", "failed", "cancelled", "skipped")
+FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled", "skipped"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStarted:
+    agent: str
+    at: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRetrying:
+    """An attempt failed in a way worth retrying; the next starts after `delay` seconds."""
+
+    agent: str
+    at: float
+    attempt: int
+    error: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentFinished:
+    agent: str
+    at: float
+    status: Status
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: str = ""
+    input_hash: str = ""
+    summary: str = ""  # coordinators: the short summary the parent keeps
+    summary_cut: bool = False  # the summary was over the limit and was cut
+    note: str = ""  # workers: their closing "what was found" line
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    at: float
+    status: RunStatus
+    reason: str = ""
+
+
+Event = AgentStarted | AgentRetrying | AgentFinished | RunFinished
+_EVENT_TYPES: dict[str, type[Event]] = {t.__name__: t for t in (AgentStarted, AgentRetrying, AgentFinished, RunFinished)}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return {"event": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    kind = _EVENT_TYPES[data.pop("event")]
+    return kind(**data)
+
+
+@dataclass(slots=True)
+class AgentState:
+    """One agent's row in the manifest. `path` is relative to the run folder."""
+
+    agent: str
+    role: Role
+    domain: str
+    path: str
+    status: Status = "pending"
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str = ""
+    input_hash: str = ""
+    summary: str = ""
+    summary_cut: bool = False
+    note: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.started_at, 3)
+
+
+@dataclass(slots=True)
+class RunState:
+    """Everything known about a run; figures the views show are derived here, once."""
+
+    run_id: str
+    name: str
+    provider: str
+    started_at: float
+    agents: dict[str, AgentState]
+    status: RunStatus = "running"
+    finished_at: float | None = None
+    reason: str = ""
+    counts: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = Counter(a.status for a in self.agents.values())
+        self.input_tokens = sum(a.input_tokens for a in self.agents.values())
+        self.output_tokens = sum(a.output_tokens for a in self.agents.values())
+
+    def apply(self, event: Event) -> None:
+        """The reducer: O(1) per event, so progress stays cheap at 10,000 agents."""
+        if isinstance(event, RunFinished):
+            self.status, self.finished_at, self.reason = event.status, event.at, event.reason
+            return
+        agent = self.agents[event.agent]
+        if isinstance(event, AgentStarted):
+            self._set_status(agent, "running")
+            agent.attempts = event.attempt
+            if agent.started_at is None or event.attempt == 1:
+                agent.started_at = event.at
+            agent.finished_at, agent.error = None, ""
+        elif isinstance(event, AgentRetrying):
+            agent.error = event.error
+        else:
+            self._finish(agent, event)
+
+    def _finish(self, agent: AgentState, event: AgentFinished) -> None:
+        self._set_status(agent, event.status)
+        self.input_tokens += event.input_tokens - agent.input_tokens
+        self.output_tokens += event.output_tokens - agent.output_tokens
+        agent.input_tokens, agent.output_tokens = event.input_tokens, event.output_tokens
+        agent.finished_at, agent.error = event.at, event.error
+        if event.status != "skipped":  # a skipped agent keeps what its earlier run recorded
+            agent.input_hash, agent.summary = event.input_hash, event.summary
+            agent.summary_cut, agent.note = event.summary_cut, event.note
+
+    def _set_status(self, agent: AgentState, status: Status) -> None:
+        self.counts[agent.status] -= 1
+        self.counts[status] += 1
+        agent.status = status
+
+    @property
+    def total(self) -> int:
+        return len(self.agents)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts[s] for s in FINISHED)
+
+    def elapsed(self, now: float) -> float:
+        return (self.finished_at or now) - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "run_id": self.run_id,
+            "name": self.name,
+            "provider": self.provider,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "agents": [dataclasses.asdict(a) for a in self.agents.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        agents = {a["agent"]: AgentState(**a) for a in data["agents"]}
+        keys = ("run_id", "name", "provider", "started_at", "status", "finished_at", "reason")
+        return cls(agents=agents, **{k: data[k] for k in keys})

@@ -1,0 +1,113 @@
+"""Prompt templates (Jinja2, in the top-level `prompts/` folder) and reading a coordinator's summary back.
+
+Templates render with StrictUndefined: a variable missing from the context is an error, never a silent
+blank (the method's original templates once lost whole sections that way). Each template has two blocks:
+`system`, the part shared by every agent of a role (so providers can cache it), and `user`, the task.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateError
+
+from .errors import SpecError
+from .spec import Templates
+
+_HERE = Path(__file__).parent
+_SUMMARY = re.compile(r"<summary>(.*?)</summary>", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"</?\s*worker_result", re.IGNORECASE)
+
+
+def shipped_prompts_dir() -> Path:
+    """`orchestra_magic/prompts` inside a wheel; the repo's top-level `prompts/` in a source checkout."""
+    inside = _HERE / "prompts"
+    return inside if inside.is_dir() else _HERE.parent / "prompts"
+
+
+@cache
+def _environment(folder: Path) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(folder), undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False
+    )
+
+
+class Prompts:
+    """The worker and coordinator templates of one run: the shipped ones unless the spec names its own."""
+
+    def __init__(self, templates: Templates) -> None:
+        self.worker = _load(templates.worker, "worker.md.j2", "templates.worker")
+        self.coordinator = _load(templates.coordinator, "coordinator.md.j2", "templates.coordinator")
+
+    def render_worker(self, context: Mapping[str, Any]) -> tuple[str, str]:
+        return _render(self.worker, context)
+
+    def render_coordinator(self, context: Mapping[str, Any]) -> tuple[str, str]:
+        return _render(self.coordinator, context)
+
+    def check(self) -> None:
+        """Render both templates with a complete sample context, so a broken custom template is refused
+        before the run starts rather than failing every agent."""
+        base = {"run_name": "r", "context": "c", "domain": "d", "domain_context": "dc", "task": "t"}
+        self.render_worker({**base, "worker_id": "w", "output_path": "workers/w.md"})
+        result = {"agent": "w", "path": "workers/w.md", "text": "x", "missing": False, "error": ""}
+        self.render_coordinator({**base, "results": [result], "synthesis_path": "synthesis/d.md", "summary_words": 150})
+
+
+def _load(user_path: str | None, shipped: str, key: str) -> Template:
+    path = Path(user_path) if user_path else shipped_prompts_dir() / shipped
+    try:
+        template = _environment(path.resolve().parent).get_template(path.name)
+    except TemplateError as exc:
+        raise SpecError(f"cannot load template {path}: {exc.message or type(exc).__name__}", key) from None
+    missing = {"system", "user"} - set(template.blocks)
+    if missing:
+        raise SpecError(f"template {path} must define the blocks {sorted(missing)}", key)
+    return template
+
+
+def _render(template: Template, context: Mapping[str, Any]) -> tuple[str, str]:
+    """Render the `system` and `user` blocks; a missing variable raises instead of rendering blank."""
+    ctx = template.new_context(dict(context))
+    try:
+        system = "".join(template.blocks["system"](ctx)).strip()
+        user = "".join(template.blocks["user"](ctx)).strip()
+    except TemplateError as exc:
+        raise SpecError(f"template {template.name}: {exc.message or exc}", "templates") from None
+    return system, user
+
+
+def fence(text: str) -> str:
+    """Keep a worker's text from closing (or opening) the <worker_result> tag it is quoted in."""
+    return _FENCE.sub(lambda m: m.group(0).replace("worker_result", "worker-result"), text)
+
+
+def extract_summary(text: str, words: int, synthesis: str) -> tuple[str, bool]:
+    """The coordinator's marked summary, cut (with a visible marker) if over ~4/3 of the asked length.
+
+    Returns (summary, flagged). Flagged means the parent did not get the summary as written: it was
+    too long, or the coordinator gave none and the synthesis' opening stands in for it.
+    """
+    limit = words + words // 3
+    found = _SUMMARY.findall(text)
+    summary = " ".join(found[-1].split()) if found else ""
+    if not summary:
+        opening = " ".join(_SUMMARY.sub("", text).split()[:limit])
+        return f"{opening} … [no summary section; read {synthesis}]", True
+    parts = summary.split(" ")
+    if len(parts) <= limit:
+        return summary, False
+    return " ".join(parts[:limit]) + f" … [cut at {limit} words; full text in {synthesis}]", True
+
+
+def worker_note(text: str) -> str:
+    """A worker's closing line ("Done. Found three price tiers."), the only part the parent may keep."""
+    for line in reversed(text.strip().splitlines()):
+        if line.strip():
+            note = line.strip()
+            return note if len(note) <= 200 else note[:199] + "…"
+    return ""

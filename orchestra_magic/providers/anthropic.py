@@ -1,0 +1,148 @@
+"""The `anthropic` provider (the official SDK's async client, streaming) and `offline` (the same client
+pointed at the in-process fake Messages API).
+
+Retrying lives in the engine alone: the SDK's own retries are switched off (`max_retries=0`) and its
+errors are mapped to `TransientAgentError` (429, 529, 5xx, timeouts, dropped connections; carrying the
+server's `retry-after`) or `AgentError` (everything else), so one policy decides every wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import anthropic
+
+from ..errors import AgentError, ConfigError, TransientAgentError
+from .base import AgentRequest, Completion, Provider
+
+if TYPE_CHECKING:
+    from ..fakeapi import FakeMessagesAPI
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+_TRANSIENT_STATUS = {408, 409, 429}
+
+
+class AnthropicProvider(Provider):
+    """Key from `ANTHROPIC_API_KEY`, endpoint from `ANTHROPIC_BASE_URL` (unless given here)."""
+
+    name = "anthropic"
+
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 600.0) -> None:
+        self._api_key = api_key
+        self.base_url = base_url
+        self.timeout = timeout
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    async def start(self) -> None:
+        key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ConfigError(
+                "ANTHROPIC_API_KEY is not set. Set it to your Anthropic API key, "
+                "or try the run without one: --provider offline (simulated answers)."
+            )
+        self.base_url = _normalise(self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL)
+        await _check_reachable(self.base_url)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def complete(self, request: AgentRequest) -> Completion:
+        if self._client is None:
+            raise AgentError("the anthropic provider was not started")
+        extra: dict[str, Any] = {} if request.temperature is None else {"temperature": request.temperature}
+        try:
+            async with self._client.messages.stream(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                system=request.system,
+                messages=[{"role": "user", "content": request.prompt}],
+                **extra,
+            ) as stream:
+                message = await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except anthropic.APIConnectionError as exc:
+            raise TransientAgentError(f"lost the connection to {self.base_url}: {exc}") from None
+        text = "".join(block.text for block in message.content if block.type == "text")
+        usage = message.usage
+        return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "")
+
+
+class OfflineProvider(AnthropicProvider):
+    """The real SDK against the project's fake Messages API on 127.0.0.1: no key, simulated text."""
+
+    name = "offline"
+
+    def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0):
+        super().__init__(api_key="offline-simulation", timeout=timeout)
+        self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed}
+        self.server: FakeMessagesAPI | None = None
+
+    async def start(self) -> None:
+        from ..fakeapi import FakeMessagesAPI
+
+        self.server = FakeMessagesAPI(**self.fake_options)
+        self.base_url = await self.server.start("127.0.0.1", 0)
+        await super().start()
+
+    async def close(self) -> None:
+        await super().close()
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+
+def _normalise(url: str) -> str:
+    """The SDK appends `/v1/messages` itself, so a base URL ending in `/v1` would double it."""
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+async def _check_reachable(url: str) -> None:
+    """Fail before the run starts, with one clear line, when nothing listens at the endpoint."""
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return  # the SDK goes through the proxy; a direct connection proves nothing
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ConfigError(f"ANTHROPIC_BASE_URL {url!r} is not a URL; expected e.g. http://127.0.0.1:8765")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout=10)
+    except (OSError, TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConfigError(
+            f"cannot reach the Messages API at {url} ({reason}). "
+            "Check ANTHROPIC_BASE_URL and your network, or use --provider offline."
+        ) from None
+    writer.close()
+
+
+def _status_error(exc: anthropic.APIStatusError) -> AgentError:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    kind = error.get("type", "error") if isinstance(error, dict) else "error"
+    message = f"HTTP {exc.status_code} {kind}: {error.get('message', exc.message) if isinstance(error, dict) else exc}"
+    if exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500:
+        return TransientAgentError(message, retry_after=_retry_after(exc.response.headers))
+    return AgentError(message)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """`retry-after-ms` (Anthropic's, precise) first, then `retry-after` in seconds."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue
+    return None

@@ -1,0 +1,72 @@
+"""The one seam between the engine and a backend: `Provider.complete(AgentRequest) -> Completion`.
+
+A provider never sees the run folder or the scheduler, and the engine never sees SDK types. Adding a
+backend is a short class: `complete` plus, if it holds resources, `start` and `close`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from ..events import Role
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    """A worker's output as handed to its coordinator; `text` is None when the worker has none."""
+
+    agent: str
+    path: str
+    text: str | None
+    error: str = ""
+
+    @property
+    def missing(self) -> bool:
+        return self.text is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRequest:
+    """Everything one agent call needs. LLM providers use `system`/`prompt`; code uses `task`/`inputs`."""
+
+    agent: str
+    role: Role
+    domain: str
+    task: str
+    system: str
+    prompt: str
+    model: str
+    max_tokens: int
+    temperature: float | None = None
+    inputs: tuple[WorkerResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+    stop_reason: str = ""
+
+
+class Provider(abc.ABC):
+    """A backend that answers agent requests. Raise `TransientAgentError` for what is worth retrying,
+    `AgentError` for what is not; the engine owns retries, timeouts and cancellation."""
+
+    name: str = "provider"
+
+    @property
+    def identity(self) -> str:
+        """Part of every agent's input hash: changing it makes a resumed run redo the agents."""
+        return self.name
+
+    async def start(self) -> None:
+        """Check configuration and acquire resources; raise `ConfigError` for the user's mistakes."""
+
+    async def close(self) -> None:
+        """Release what `start` acquired."""
+
+    @abc.abstractmethod
+    async def complete(self, request: AgentRequest) -> Completion: ...

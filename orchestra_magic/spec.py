@@ -1,0 +1,335 @@
+"""The spec: domains of workers and their coordinators, validated before anything runs or touches disk.
+
+A spec comes as YAML text, a YAML file, or a dict. Loading it (1) parses the YAML, remembering the line
+of every key, (2) expands Jinja2 expressions in its strings with the caller's variables and unrolls
+``for_each`` worker entries, (3) validates the result, and (4) gives every worker an id. Any problem
+raises one `SpecError` naming the key path and, for YAML, the line; nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.nativetypes import NativeEnvironment
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from .errors import SpecError
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+MAX_ID_LENGTH = 64
+MAX_WORKERS = 100_000
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
+# Names Windows will not create as files, whatever the extension.
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
+
+Path_ = tuple[str | int, ...]
+
+
+def check_id(value: str) -> str:
+    """Ids and domain names become file names, so only a safe, portable subset is allowed."""
+    if not _SAFE_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a safe name: use only letters, digits, '-' and '_'")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"{value[:20]!r}… is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
+    if value.lower() in _RESERVED:
+        raise ValueError(f"{value!r} is a reserved device name on Windows; choose another")
+    return value
+
+
+def _check_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+SafeId = Annotated[StrictStr, AfterValidator(check_id)]
+Text = Annotated[StrictStr, AfterValidator(_check_text)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Worker(_Model):
+    """One narrow task; its full output goes to ``workers/<id>.md``."""
+
+    id: SafeId
+    task: Text
+
+
+class Domain(_Model):
+    """A group of workers whose outputs one coordinator reads and synthesises."""
+
+    name: SafeId
+    coordinator: Text
+    context: StrictStr = ""
+    workers: tuple[Worker, ...] = Field(min_length=1)
+
+
+class Templates(_Model):
+    """Paths of the user's own Jinja2 prompt templates, replacing the shipped ones."""
+
+    worker: StrictStr | None = None
+    coordinator: StrictStr | None = None
+
+
+class Spec(_Model):
+    """A whole run: settings plus domains. Every worker has an id once loaded."""
+
+    name: SafeId = "run"
+    model: Text = DEFAULT_MODEL
+    concurrency: StrictInt = Field(8, ge=1, le=1000)
+    schedule: Literal["pool", "waves"] = "pool"
+    attempts: StrictInt = Field(3, ge=1, le=20)
+    timeout: float = Field(600.0, gt=0, le=86_400)
+    max_tokens: StrictInt = Field(4096, ge=1, le=200_000)
+    temperature: float | None = Field(None, ge=0, le=1)
+    summary_words: StrictInt = Field(150, ge=10, le=2000)
+    context: StrictStr = ""
+    templates: Templates = Templates()
+    domains: tuple[Domain, ...] = Field(min_length=1)
+
+    @property
+    def workers(self) -> Iterable[tuple[Domain, Worker]]:
+        return ((d, w) for d in self.domains for w in d.workers)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+
+
+_FOR_EACH_KEYS = ("for_each", "as", "id", "task")
+_FIELDS: dict[str, type[_Model]] = {"": Spec, "domains": Domain, "workers": Worker, "templates": Templates}
+
+
+def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[str, Any] | None = None) -> Spec:
+    """Load and validate a spec from YAML text, a ``.yaml`` path, a dict, or an already loaded `Spec`."""
+    if isinstance(source, Spec):
+        return source
+    data, lines = _read(source)
+    expander = _Expander(dict(variables or {}), lines)
+    expanded = expander.expand(data)
+    spec = _validate(expanded, expander)
+    _check_unique(spec, expander)
+    return spec
+
+
+def _read(source: str | Path | Mapping[str, Any]) -> tuple[Any, dict[Path_, int]]:
+    if isinstance(source, Mapping):
+        return dict(source), {}
+    if isinstance(source, Path) or (
+        "\n" not in source and source.strip().lower().endswith((".yaml", ".yml"))
+    ):
+        path = Path(source)
+        if not path.is_file():
+            raise SpecError(f"spec file not found: {path}")
+        source = path.read_text(encoding="utf-8")
+    return _parse_yaml(source)
+
+
+def _parse_yaml(text: str) -> tuple[Any, dict[Path_, int]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SpecError(f"invalid YAML: {exc.problem or exc.context}", line=line) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}") from None
+    lines: dict[Path_, int] = {}
+    if root is not None:
+        _map_lines(root, (), lines)
+    return data, lines
+
+
+def _map_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    """Record the line of every key path, and refuse duplicate keys (PyYAML keeps the last silently)."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                where = _format_path((*path, key))
+                raise SpecError(f"duplicate key {key!r}", where, key_node.start_mark.line + 1)
+            seen.add(key)
+            _map_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _map_lines(item, (*path, index), lines)
+
+
+def _format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Expander:
+    """Expands Jinja2 in spec strings and unrolls ``for_each`` entries, remembering where each came from."""
+
+    def __init__(self, variables: dict[str, Any], lines: dict[Path_, int]) -> None:
+        self.variables = variables
+        self.lines = lines
+        self.origin: dict[Path_, Path_] = {}  # expanded worker path -> the entry it came from
+        self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.native = NativeEnvironment(undefined=StrictUndefined)
+
+    def error(self, message: str, path: Path_) -> SpecError:
+        source = self.origin.get(path[:4], path[:4]) + path[4:]
+        line = next((self.lines[source[:n]] for n in range(len(source), -1, -1) if source[:n] in self.lines), None)
+        return SpecError(message, _format_path(path if path[:4] not in self.origin else source), line)
+
+    def expand(self, data: Any) -> Any:
+        if data is None:
+            raise SpecError("the spec is empty; it needs at least a `domains:` list")
+        if not isinstance(data, dict):
+            raise SpecError(f"the spec must be a mapping with a `domains:` key, not a {type(data).__name__}")
+        out = self.render_tree(data, (), self.variables)
+        domains = out.get("domains")
+        if isinstance(domains, list):
+            for index, domain in enumerate(domains):
+                if isinstance(domain, dict) and isinstance(domain.get("workers"), list):
+                    domain["workers"] = self.unroll(domain, ("domains", index))
+        return out
+
+    def render_tree(self, value: Any, path: Path_, variables: Mapping[str, Any]) -> Any:
+        if isinstance(value, str):
+            return self.render(value, path, variables)
+        if isinstance(value, dict):
+            return {k: self.render_tree(v, (*path, k), variables) for k, v in value.items()}
+        if isinstance(value, list):
+            return [v if _is_for_each(v) else self.render_tree(v, (*path, i), variables) for i, v in enumerate(value)]
+        return value
+
+    def render(self, text: str, path: Path_, variables: Mapping[str, Any]) -> str:
+        if "{{" not in text and "{%" not in text:
+            return text
+        try:
+            return self.env.from_string(text).render(variables)
+        except TemplateError as exc:
+            raise self.error(f"template problem: {exc.message or exc}", path) from None
+
+    def unroll(self, domain: dict[str, Any], path: Path_) -> list[Any]:
+        """Turn ``for_each`` entries into plain workers and give unnamed workers ``<domain>-<n>`` ids."""
+        workers: list[Any] = []
+        name = domain.get("name")
+        prefix = name if isinstance(name, str) and _SAFE_ID.fullmatch(name) else "worker"
+        for index, entry in enumerate(domain["workers"]):
+            entry_path = (*path, "workers", index)
+            produced = self.for_each(entry, entry_path) if _is_for_each(entry) else [entry]
+            for worker in produced:
+                new_path = (*path, "workers", len(workers))
+                self.origin[new_path] = entry_path
+                if isinstance(worker, dict) and worker.get("id") is None and "task" in worker:
+                    worker = {"id": f"{prefix}-{len(workers) + 1}", **worker}
+                workers.append(worker)
+                if len(workers) > MAX_WORKERS:
+                    raise self.error(f"more than {MAX_WORKERS:,} workers in one domain", entry_path)
+        return workers
+
+    def for_each(self, entry: dict[str, Any], path: Path_) -> list[dict[str, Any]]:
+        for key in entry:
+            if key not in _FOR_EACH_KEYS:
+                raise self.error(_unknown_key(key, _FOR_EACH_KEYS), (*path, key))
+        if "task" not in entry:
+            raise self.error("a for_each entry needs a `task:` template", path)
+        name = entry.get("as", "item")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise self.error(f"`as:` must be a variable name, got {name!r}", (*path, "as"))
+        items = self.items(entry["for_each"], (*path, "for_each"))
+        out = []
+        for item in items:
+            variables = {**self.variables, name: item}
+            worker = {"task": self.render_tree(entry["task"], (*path, "task"), variables)}
+            if entry.get("id") is not None:
+                worker["id"] = self.render_tree(entry["id"], (*path, "id"), variables)
+            out.append(worker)
+        return out
+
+    def items(self, value: Any, path: Path_) -> list[Any]:
+        if isinstance(value, str):
+            expression = value.strip().removeprefix("{{").removesuffix("}}").strip()
+            try:
+                value = self.native.compile_expression(expression)(**self.variables)
+            except TemplateError as exc:
+                raise self.error(f"cannot evaluate {expression!r}: {exc.message or exc}", path) from None
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+            raise self.error(f"for_each needs a list of items, got {type(value).__name__}", path)
+        items = list(value)
+        if not items:
+            raise self.error("for_each produced no items", path)
+        return items
+
+
+def _is_for_each(value: Any) -> bool:
+    return isinstance(value, dict) and "for_each" in value
+
+
+def _unknown_key(key: object, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return f"unknown key {key!r}{hint}"
+
+
+def _validate(data: dict[str, Any], expander: _Expander) -> Spec:
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    # An empty-after-validation list is only an echo of its items' own errors: keep the root causes.
+    locs = [tuple(e["loc"]) for e in errors]
+    problems = [
+        (_describe(e), loc)
+        for e, loc in zip(errors, locs, strict=True)
+        if e["type"] != "too_short" or not any(o[: len(loc)] == loc and o != loc for o in locs)
+    ]
+    first = expander.error(problems[0][0], problems[0][1])
+    if len(problems) > 1:
+        more = "\n".join(f"  also: {str(expander.error(m, p)).removeprefix('spec error at ')}" for m, p in problems[1:10])
+        raise SpecError(f"{first.problem}\n{more}", first.path, first.line)
+    raise first
+
+
+def _describe(err: Any) -> str:
+    loc = err["loc"]
+    if err["type"] == "extra_forbidden":
+        model = _FIELDS.get(next((str(p) for p in reversed(loc[:-1]) if isinstance(p, str)), ""), Spec)
+        return _unknown_key(loc[-1], model.model_fields)
+    if err["type"] == "missing":
+        return f"missing required key {loc[-1]!r}"
+    if err["type"] == "too_short":
+        return "needs at least one entry"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in ("literal_error", "value_error") or isinstance(err.get("input"), dict | list):
+        return message
+    return f"{message} (got {err['input']!r})"
+
+
+def _check_unique(spec: Spec, expander: _Expander) -> None:
+    seen_domains: dict[str, int] = {}
+    seen_workers: dict[str, str] = {}
+    for d_index, domain in enumerate(spec.domains):
+        if domain.name in seen_domains:
+            raise expander.error(
+                f"domain name {domain.name!r} is used twice (also domains[{seen_domains[domain.name]}])",
+                ("domains", d_index, "name"),
+            )
+        seen_domains[domain.name] = d_index
+        for w_index, worker in enumerate(domain.workers):
+            if worker.id in seen_workers:
+                raise expander.error(
+                    f"worker id {worker.id!r} is used twice (also in domain {seen_workers[worker.id]!r}); "
+                    "ids must be unique within the run",
+                    ("domains", d_index, "workers", w_index, "id"),
+                )
+            seen_workers[worker.id] = domain.name
