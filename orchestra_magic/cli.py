@@ -1,0 +1,133 @@
+"""The `orchestra` command: `run` a spec, `show` a finished run, serve the `fake-api`.
+
+Exit codes: 0 every agent done, 1 some agent failed or the run was stopped, 2 bad input (one clear line on
+stderr, never a traceback), 130 interrupted with Ctrl-C (the folder can be resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .results import Run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(f"orchestra: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestra", description="Run many LLM agents; keep only summaries.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a spec (or resume a run) and print the summaries")
+    run.add_argument("spec", help="the spec, a YAML file")
+    run.add_argument("--provider", help="anthropic (default), offline (simulated, no key) or a registered name")
+    run.add_argument("--root", help="where run folders go (default ./orchestration)")
+    run.add_argument("--concurrency", type=int, help="most agents in flight at once (default: the spec's, or 8)")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
+    run.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable for the spec's templates")
+    run.set_defaults(handler=_run)
+
+    show = commands.add_parser("show", help="print a finished run's summaries and agent counts")
+    show.add_argument("run_dir", help="a run folder, e.g. orchestration/<run_id>")
+    show.set_defaults(handler=_show)
+
+    fake = commands.add_parser("fake-api", help="serve the local fake Anthropic Messages API (foreground)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8765)
+    fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument("--error-rate", type=float, default=0.0)
+    fake.add_argument("--seed", type=int, default=0)
+    fake.set_defaults(handler=_fake_api)
+    return parser
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--var k=v`: values are read as YAML scalars or lists, so `--var n=3` is a number and
+    `--var tickers='[AAPL, MSFT]'` a list."""
+    variables: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--var takes NAME=VALUE, got {pair!r}")
+        try:
+            variables[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            variables[key] = value
+    return variables
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .api import run
+    from .progress import CliProgress
+
+    progress = CliProgress(_console(stderr=True))
+    try:
+        with progress:
+            result = run(args.spec, provider=args.provider, root=args.root, concurrency=args.concurrency,
+                         resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,))
+    except KeyboardInterrupt:
+        if progress.run_id:
+            print(f"\nStopped. Finished agents are kept; continue with:\n  orchestra run {args.spec} "
+                  f"--resume {progress.run_id}" + (f" --root {args.root}" if args.root else ""), file=sys.stderr)
+        raise
+    print_run(result, _console(stderr=False))
+    return 0 if result.status == "done" else 1
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .results import load_run
+
+    result = load_run(args.run_dir)
+    print_run(result, _console(stderr=False))
+    return 0 if result.status == "done" else 1
+
+
+def _fake_api(args: argparse.Namespace) -> int:
+    from .fakeapi import serve
+
+    serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed)
+    return 0
+
+
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def print_run(result: Run, console: Console) -> None:
+    """The summaries table, then one line of counts and where the full texts are."""
+    from rich.table import Table
+
+    table = Table(show_lines=True, title=f"Run {result.run_id}: {result.status}")
+    for column in ("domain", "status", "workers", "tokens in/out", "summary"):
+        table.add_column(column, overflow="fold", ratio=4 if column == "summary" else None)
+    for row in result.summaries.itertuples():
+        workers = f"{row.workers - len(row.missing)}/{row.workers}" + (f" ({row.failed} failed)" if row.failed else "")
+        summary = str(row.summary) + (f"\nmissing: {', '.join(row.missing)}" if row.missing else "")
+        table.add_row(str(row.domain), str(row.status), workers, f"{row.input_tokens:,}/{row.output_tokens:,}", summary)
+    console.print(table)
+    state = result.state
+    counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
+    reason = f" ({state.reason})" if state.reason else ""
+    console.print(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in, "
+                  f"{state.output_tokens:,} out. Full texts: {result.path}")
+

@@ -1,0 +1,58 @@
+"""Terminal progress for long runs: one bar for the run and one per domain, on stderr (rich).
+
+A view only: it renders the engine's `RunState` and never changes it. rich redraws at most 10 times a
+second from its own thread, so the per-event cost here is a dictionary update, whatever the agent count.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from .events import AgentFinished, Event, RunState
+
+
+class CliProgress:
+    """Use as a context manager around a run; pass `update` to the run as a listener."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), console=console, refresh_per_second=10, transient=False,
+        )
+        self.run_id = ""
+        self._run_task: TaskID | None = None
+        self._domains: dict[str, TaskID] = {}
+        self._domain_done: dict[str, int] = {}
+
+    def __enter__(self) -> CliProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.__exit__(kind, exc, tb)
+
+    def update(self, event: Event, state: RunState) -> None:
+        if self._run_task is None:
+            self._start(state)
+        assert self._run_task is not None
+        counts = state.counts
+        info = (f"{counts['running']} running, {counts['failed']} failed · "
+                f"{state.input_tokens + state.output_tokens:,} tokens")
+        self.progress.update(self._run_task, completed=state.finished, info=info)
+        if isinstance(event, AgentFinished):
+            agent = state.agents[event.agent]
+            self._domain_done[agent.domain] += 1
+            self.progress.update(self._domains[agent.domain], completed=self._domain_done[agent.domain])
+
+    def _start(self, state: RunState) -> None:
+        self.run_id = state.run_id
+        self._run_task = self.progress.add_task(f"[bold]{state.run_id}", total=state.total, info="")
+        sizes: dict[str, int] = {}
+        for agent in state.agents.values():
+            sizes[agent.domain] = sizes.get(agent.domain, 0) + 1
+        for domain, size in sizes.items():
+            self._domains[domain] = self.progress.add_task(f"  {domain}", total=size, info="")
+            self._domain_done[domain] = 0
