@@ -126,7 +126,7 @@ class RunFolder:
 
     def snapshot(self, state: RunState) -> None:
         """Fold the journal into run.json. Replaying old lines over a newer snapshot is harmless."""
-        write_atomic(self.path / MANIFEST, json.dumps(state.to_dict(), indent=1))
+        write_atomic(self.path / MANIFEST, json.dumps(state.to_dict(), separators=(",", ":")))
         if self._journal_fd is not None:
             os.ftruncate(self._journal_fd, 0)
         else:

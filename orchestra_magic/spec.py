@@ -101,7 +101,8 @@ class Spec(_Model):
         return ((d, w) for d in self.domains for w in d.workers)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~10x faster on 10,000 workers
+        return yaml.dump(self.model_dump(mode="json"), Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 _FOR_EACH_KEYS = ("for_each", "as", "id", "task")

@@ -1,0 +1,107 @@
+"""Engine overhead against the bare minimum: `asyncio.gather` + a semaphore doing the same awaits.
+
+Each agent is a fixed-latency await (no network), so what differs is only the engine's own work:
+prompt rendering, scheduling, events, journal lines, one output file per agent. Both sides use the
+same domain structure (workers, then each domain's coordinator) and the same in-flight cap.
+
+    python benchmarks/overhead.py                 # 30, 1,000 and 10,000 agents
+    python benchmarks/overhead.py --agents 1000 --latency-ms 20 --concurrency 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+
+import orchestra_magic as om
+from orchestra_magic.providers import AgentRequest
+
+DOMAINS = 5
+
+
+def spec(agents: int, concurrency: int) -> dict[str, object]:
+    workers = agents - DOMAINS
+    return {
+        "name": "bench",
+        "concurrency": concurrency,
+        "domains": [
+            {"name": f"d{d}", "coordinator": "Synthesise.",
+             "workers": [{"task": f"Task {i}."} for i in range(d, workers, DOMAINS)]}
+            for d in range(DOMAINS)
+        ],
+    }
+
+
+async def baseline(agents: int, concurrency: int, latency: float) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def agent() -> None:
+        async with semaphore:
+            await asyncio.sleep(latency)
+
+    async def domain(workers: int) -> None:
+        await asyncio.gather(*(agent() for _ in range(workers)))
+        await agent()
+
+    workers = agents - DOMAINS
+    await asyncio.gather(*(domain(len(range(d, workers, DOMAINS))) for d in range(DOMAINS)))
+
+
+async def engine(agents: int, concurrency: int, latency: float) -> None:
+    async def answer(request: AgentRequest) -> str:
+        await asyncio.sleep(latency)
+        return "A finding.\nDone. Found it."
+
+    provider = om.PythonProvider(answer, answer)
+    with tempfile.TemporaryDirectory() as root:
+        result = await om.arun(spec(agents, concurrency), provider=provider, root=root)
+        assert result.status == "done", result
+
+
+def timed(run: Callable[[], Awaitable[None]]) -> float:
+    start = time.perf_counter()
+    asyncio.run(run())  # type: ignore[arg-type]
+    return time.perf_counter() - start
+
+
+def peak_mib(run: Callable[[], Awaitable[None]]) -> float:
+    tracemalloc.start()
+    asyncio.run(run())  # type: ignore[arg-type]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def measure(agents: int, concurrency: int, latency: float, repeats: int) -> None:
+    def base() -> Awaitable[None]:
+        return baseline(agents, concurrency, latency)
+
+    def ours() -> Awaitable[None]:
+        return engine(agents, concurrency, latency)
+
+    base_s = min(timed(base) for _ in range(repeats))
+    ours_s = min(timed(ours) for _ in range(repeats))
+    per_agent_us = (ours_s - base_s) / agents * 1e6
+    print(f"{agents:>6} agents  baseline {base_s:7.3f} s  engine {ours_s:7.3f} s  ratio {ours_s / base_s:5.3f}  "
+          f"overhead {per_agent_us:6.0f} µs/agent  peak memory {peak_mib(base):6.1f} MiB vs {peak_mib(ours):6.1f} MiB",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, nargs="*", default=[30, 1000, 10000])
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"latency {args.latency_ms:g} ms per agent, {args.concurrency} in flight, best of {args.repeats}")
+    for agents in args.agents:
+        measure(agents, args.concurrency, args.latency_ms / 1000, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
