@@ -21,6 +21,7 @@ from .results import Run
 from .runfolder import DEFAULT_ROOT, RunFolder
 from .spec import Spec, load_spec
 
+DEFAULT_PROVIDER = "anthropic"
 SpecSource = str | Path | Mapping[str, Any] | Spec
 
 
@@ -28,7 +29,7 @@ SpecSource = str | Path | Mapping[str, Any] | Spec
 class RunOptions:
     """How to run a spec (as opposed to what to run, which is the spec)."""
 
-    provider: str | Provider = "anthropic"
+    provider: str | Provider = DEFAULT_PROVIDER
     root: str = DEFAULT_ROOT
     concurrency: int | None = None
 
@@ -42,7 +43,7 @@ class RunOptions:
         if chosen_concurrency is not None and not 1 <= chosen_concurrency <= 1000:
             raise ConfigError(f"concurrency must be between 1 and 1000, got {chosen_concurrency}")
         return cls(
-            provider=provider or env.get("ORCHESTRA_PROVIDER") or cls.provider,
+            provider=provider or env.get("ORCHESTRA_PROVIDER") or DEFAULT_PROVIDER,
             root=str(root or env.get("ORCHESTRA_ROOT") or DEFAULT_ROOT),
             concurrency=chosen_concurrency,
         )

@@ -28,11 +28,11 @@ class CliProgress:
         self._domain_done: dict[str, int] = {}
 
     def __enter__(self) -> CliProgress:
-        self.progress.__enter__()
-        return self
+        return self  # the display starts with the first event, so an early error prints alone
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.__exit__(kind, exc, tb)
+        if self._run_task is not None:
+            self.progress.stop()
 
     def update(self, event: Event, state: RunState) -> None:
         if self._run_task is None:
@@ -48,6 +48,7 @@ class CliProgress:
             self.progress.update(self._domains[agent.domain], completed=self._domain_done[agent.domain])
 
     def _start(self, state: RunState) -> None:
+        self.progress.start()
         self.run_id = state.run_id
         self._run_task = self.progress.add_task(f"[bold]{state.run_id}", total=state.total, info="")
         sizes: dict[str, int] = {}

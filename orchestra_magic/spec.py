@@ -231,7 +231,7 @@ class _Expander:
             for worker in produced:
                 new_path = (*path, "workers", len(workers))
                 self.origin[new_path] = entry_path
-                if isinstance(worker, dict) and worker.get("id") is None and "task" in worker:
+                if isinstance(worker, dict) and worker.get("id") is None:
                     worker = {"id": f"{prefix}-{len(workers) + 1}", **worker}
                 workers.append(worker)
                 if len(workers) > MAX_WORKERS:
@@ -287,6 +287,7 @@ def _validate(data: dict[str, Any], expander: _Expander) -> Spec:
         return Spec.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
+    errors = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")  # a typo explains what follows
     # An empty-after-validation list is only an echo of its items' own errors: keep the root causes.
     locs = [tuple(e["loc"]) for e in errors]
     problems = [

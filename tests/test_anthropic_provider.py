@@ -1,0 +1,88 @@
+"""The `anthropic` provider through the real SDK over real HTTP, against the project's fake Messages API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import make_spec
+
+import orchestra_magic as om
+from orchestra_magic.engine import RetryPolicy
+from orchestra_magic.errors import ConfigError
+from orchestra_magic.fakeapi import SIMULATED_MARK, FakeMessagesAPI
+from orchestra_magic.providers.anthropic import AnthropicProvider
+
+KEY = "sk-ant-test-MARKER-never-on-disk"
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    yield KEY
+
+
+def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], **kwargs: Any) -> om.Run:
+    async def main() -> om.Run:
+        base_url = await fake.start()
+        try:
+            return await om.arun(spec, provider=AnthropicProvider(base_url=base_url), root=tmp_path, **kwargs)
+        finally:
+            await fake.stop()
+
+    return asyncio.run(main())
+
+
+def test_a_run_streams_through_the_sdk_and_records_usage(tmp_path: Path, api_key: str) -> None:
+    fake = FakeMessagesAPI()
+    result = run_against(fake, tmp_path, make_spec({"a": 3}, model="claude-haiku-5-5"))
+    assert result.status == "done"
+    assert len(fake.requests) == 4
+    assert all(body["stream"] is True and body["model"] == "claude-haiku-5-5" for body in fake.requests)
+    assert result.output("a-1").startswith(SIMULATED_MARK)
+    assert (result.agents.input_tokens > 0).all() and (result.agents.output_tokens > 0).all()
+    assert result.summaries.summary[0] and not result.summaries.summary_cut[0]
+    coordinator_prompt = fake.requests[-1]["messages"][0]["content"]
+    assert coordinator_prompt.count("<worker_result id=") == 3
+
+
+def test_rate_limits_and_server_errors_are_waited_out_and_retried(tmp_path: Path, api_key: str) -> None:
+    fake = FakeMessagesAPI(error_rate=0.4, seed=3, retry_after_ms=10)
+    result = run_against(fake, tmp_path, make_spec({"a": 6, "b": 6}, attempts=8),
+                         retry=RetryPolicy(attempts=8, base=0.01))
+    assert result.status == "done"
+    assert fake.responses[429] > 0 and (fake.responses[500] + fake.responses[529]) > 0
+    retried = result.agents[result.agents.attempts > 1]
+    assert len(retried) > 0
+    assert int(result.agents.attempts.sum()) == len(fake.requests)
+
+
+def test_a_missing_key_is_a_clear_error_that_suggests_offline(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY is not set.*--provider offline"):
+        om.run(make_spec({"a": 1}), provider="anthropic", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_base_url_is_refused_before_the_run(tmp_path: Path, api_key: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1")
+    with pytest.raises(ConfigError, match=r"cannot reach the Messages API at http://127.0.0.1:9 "):
+        om.run(make_spec({"a": 1}), provider="anthropic", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_api_key_never_reaches_the_run_folder(tmp_path: Path, api_key: str) -> None:
+    result = run_against(FakeMessagesAPI(), tmp_path, make_spec({"a": 2}))
+    for path in result.path.rglob("*"):
+        if path.is_file():
+            assert KEY not in path.read_text(), path
+
+
+def test_offline_needs_no_key_and_says_it_is_simulated(tmp_path: Path) -> None:
+    result = om.run(make_spec({"a": 2}), provider="offline", root=tmp_path)
+    assert result.status == "done"
+    assert result.output("a-1").startswith(SIMULATED_MARK)
+    assert result.state.provider == "offline"

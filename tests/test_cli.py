@@ -1,0 +1,142 @@
+"""The `orchestra` command end to end, as a user runs it: a real process, the offline provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "examples" / "quickstart.yaml"
+
+
+def orchestra(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "orchestra_magic", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_run_offline_prints_the_summaries_table_and_exits_0(tmp_path: Path) -> None:
+    done = orchestra("run", str(QUICKSTART), "--provider", "offline", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "vector-db-review" in done.stdout
+    for domain in ("performance", "pricing", "operations", "compliance"):
+        assert domain in done.stdout
+    assert "simulated" in done.stdout  # offline answers say so, even in the summaries
+    assert "25 agents: 25 done" in done.stdout
+    (folder,) = (tmp_path / "orchestration").iterdir()
+    assert len(list((folder / "workers").glob("*.md"))) == 21
+    manifest = json.loads((folder / "run.json").read_text())
+    assert {a["status"] for a in manifest["agents"]} == {"done"}
+
+
+def test_show_prints_a_finished_runs_summaries(tmp_path: Path) -> None:
+    orchestra("run", str(QUICKSTART), "--provider", "offline", "--root", "runs", cwd=tmp_path)
+    (folder,) = (tmp_path / "runs").iterdir()
+    shown = orchestra("show", str(folder), cwd=tmp_path)
+    assert shown.returncode == 0
+    assert "compliance" in shown.stdout and "25 agents: 25 done" in shown.stdout
+
+
+def test_resume_of_a_finished_run_calls_nothing_again(tmp_path: Path) -> None:
+    orchestra("run", str(QUICKSTART), "--provider", "offline", cwd=tmp_path)
+    (folder,) = (tmp_path / "orchestration").iterdir()
+    again = orchestra("run", str(QUICKSTART), "--provider", "offline", "--resume", folder.name, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "25 agents: 25 skipped" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.yaml", "--provider", "offline"], "spec file not found: missing.yaml"),
+        (["run", "bad.yaml", "--provider", "offline"], "spec error at domains[0].workers[0].taks (line 5): unknown key"),
+        (["run", str(QUICKSTART), "--provider", "nope"], "unknown provider 'nope'"),
+        (["run", str(QUICKSTART)], "ANTHROPIC_API_KEY is not set"),
+        (["run", str(QUICKSTART), "--provider", "offline", "--var", "no-equals"], "--var takes NAME=VALUE"),
+        (["run", str(QUICKSTART), "--provider", "offline", "--resume", "nope"], "is not a run folder"),
+        (["show", "nowhere"], "nowhere is not a run folder"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "bad.yaml").write_text("domains:\n  - name: a\n    coordinator: c\n    workers:\n      - taks: t\n")
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    result = orchestra(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "orchestration").exists() or args[-2:] == ["--resume", "nope"]
+
+
+def test_an_unreachable_endpoint_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test-unreachable", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    result = orchestra("run", str(QUICKSTART), cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "cannot reach the Messages API at http://127.0.0.1:9" in result.stderr
+    assert "sk-test-unreachable" not in result.stderr + result.stdout
+    assert not (tmp_path / "orchestration").exists()
+
+
+def test_failed_agents_make_the_exit_code_1(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("attempts: 1\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
+                    + "".join(f"      - task: t{i}\n" for i in range(6)))
+    with fake_api("--error-rate", "1") as env:  # every request answered with a 429, 529 or 500
+        result = orchestra("run", str(spec), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "7 agents: 7 failed" in result.stdout  # the coordinator too: it had nothing to read
+
+
+def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
+    spec = tmp_path / "slow.yaml"
+    spec.write_text("concurrency: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
+                    + "".join(f"      - task: t{i}\n" for i in range(20)))
+    with fake_api("--latency-ms", "300") as env:
+        run = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "run", str(spec)], cwd=tmp_path,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        folder = _wait_for_first_output(tmp_path / "orchestration")
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 130
+        assert f"--resume {folder.name}" in stderr
+        state = json.loads((folder / "run.json").read_text())
+        assert state["status"] == "cancelled"
+        assert not list(folder.rglob("*.tmp"))
+        resumed = orchestra("run", str(spec), "--resume", folder.name, cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipped" in resumed.stdout and "21 agents" in resumed.stdout
+
+
+@contextmanager
+def fake_api(*args: str) -> Iterator[dict[str, str]]:
+    """`orchestra fake-api` in its own process; yields the environment that points the SDK at it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "fake-api", "--port", str(port), *args],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        assert "Fake Anthropic Messages API" in server.stderr.readline()
+        yield {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _wait_for_first_output(root: Path) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        outputs = list(root.glob("*/workers/*.md"))
+        if outputs:
+            return outputs[0].parent.parent
+        time.sleep(0.05)
+    raise AssertionError("no worker finished within 60 s")
