@@ -26,24 +26,48 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import RunOptions, arun, run
+    from .api import Plan, RunOptions, arun, plan, run
     from .engine import RetryPolicy
+    from .live import start
     from .providers import AgentRequest, Completion, Provider, PythonProvider
-    from .results import Run, load_run
+    from .results import Run, list_runs, load_run
     from .spec import Spec, load_spec
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "run": "api", "arun": "api", "RunOptions": "api", "RetryPolicy": "engine",
+    "run": "api", "arun": "api", "plan": "api", "Plan": "api", "RunOptions": "api", "start": "live",
+    "list_runs": "results", "RetryPolicy": "engine",
     "Run": "results", "load_run": "results", "Spec": "spec", "load_spec": "spec",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
 }
 
 __all__ = [
-    "AgentError", "AgentRequest", "Completion", "ConfigError", "OrchestraError", "Provider", "PythonProvider",
-    "RetryPolicy", "Run", "RunFolderError", "RunOptions", "Spec", "SpecError", "TransientAgentError", "UsageError",
-    "arun", "load_ipython_extension", "load_run", "load_spec", "run",
+    "AgentError",
+    "AgentRequest",
+    "Completion",
+    "ConfigError",
+    "OrchestraError",
+    "Plan",
+    "Provider",
+    "PythonProvider",
+    "RetryPolicy",
+    "Run",
+    "RunFolderError",
+    "RunOptions",
+    "Spec",
+    "SpecError",
+    "TransientAgentError",
+    "UsageError",
+    "arun",
+    "list_runs",
+    "load_ipython_extension",
+    "load_run",
+    "load_spec",
+    "plan",
+    "run",
+    "start",
+    "unload_ipython_extension",
 ]
 
 
@@ -60,3 +84,9 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magic import load_ipython_extension as load
 
     load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magic import unload_ipython_extension as unload
+
+    unload(ipython)

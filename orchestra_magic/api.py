@@ -7,7 +7,8 @@ argument) > environment (`ORCHESTRA_PROVIDER`, `ORCHESTRA_ROOT`, `ORCHESTRA_CONC
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def _env_int(name: str) -> int | None:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
 
 
-async def arun(
+@asynccontextmanager
+async def prepared(
     spec: SpecSource,
     *,
     provider: str | Provider | None = None,
@@ -69,9 +71,9 @@ async def arun(
     resume: str | os.PathLike[str] | None = None,
     listeners: tuple[Listener, ...] = (),
     retry: RetryPolicy | None = None,
-) -> Run:
-    """Run a spec to the end and return its `Run`. Everything the user can get wrong is checked
-    (spec, templates, provider key and endpoint) before the run folder is created."""
+) -> AsyncIterator[Engine]:
+    """An `Engine` ready to run, its provider started. Everything the user can get wrong (spec,
+    templates, provider key and endpoint) is checked before the run folder is created."""
     loaded = load_spec(spec, variables)
     Prompts(loaded.templates).check()
     options = RunOptions.resolve(provider, root, concurrency)
@@ -81,12 +83,17 @@ async def arun(
     await backend.start()
     try:
         folder = prior_folder or RunFolder.create(options.root, loaded.name)
-        engine = Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
-                        retry=retry, listeners=listeners)
-        state = await engine.run()
+        yield Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
+                     retry=retry, listeners=listeners)
     finally:
         await backend.close()
-    return Run(folder.path, state)
+
+
+async def arun(spec: SpecSource, **kwargs: Any) -> Run:
+    """Run a spec to the end and return its `Run`. Takes the same keywords as `prepared`."""
+    async with prepared(spec, **kwargs) as engine:
+        state = await engine.run()
+    return Run(engine.folder.path, state)
 
 
 def run(spec: SpecSource, **kwargs: Any) -> Run:
@@ -98,3 +105,55 @@ def _resume_folder(root: str, resume: str | os.PathLike[str]) -> RunFolder:
     """`resume` is a run id under `root`, or a path to a run folder."""
     candidate = Path(root) / resume
     return RunFolder.open(candidate if candidate.is_dir() else Path(resume))
+
+
+ASSUMED_WORKER_OUTPUT_TOKENS = 600  # for the dry-run estimate of what coordinators will read
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a spec would run, without running it: for `--dry-run` and for checking a spec by eye."""
+
+    spec: Spec
+    worker_prompt: tuple[str, str]  # (system, user) of the first worker
+    coordinator_prompt: tuple[str, str]  # of the first coordinator, with placeholder worker results
+    input_tokens: int  # estimated, about 4 characters a token
+    max_output_tokens: int  # the ceiling: every agent writing max_tokens
+
+    @property
+    def agents(self) -> int:
+        return sum(len(d.workers) + 1 for d in self.spec.domains)
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(f"| {d.name} | {len(d.workers)} | {d.coordinator} |" for d in self.spec.domains)
+        return (
+            f"**Plan for {self.spec.name}**: {self.agents} agents ({len(self.spec.domains)} coordinators), "
+            f"model `{self.spec.model}`, {self.spec.concurrency} in flight ({self.spec.schedule}). "
+            f"Estimated input ≈ {self.input_tokens:,} tokens; output at most {self.max_output_tokens:,}.\n\n"
+            f"| domain | workers | coordinator |\n|---|---|---|\n{rows}\n\n"
+            f"**First worker's prompt**\n\n```text\n{self.worker_prompt[0]}\n\n{self.worker_prompt[1]}\n```\n\n"
+            f"**First coordinator's prompt** (worker results stand in as placeholders)\n\n"
+            f"```text\n{self.coordinator_prompt[0]}\n\n{self.coordinator_prompt[1]}\n```\n"
+        )
+
+    def __repr__(self) -> str:
+        return self._repr_markdown_()
+
+
+def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None) -> Plan:
+    """Validate a spec and render its prompts; nothing is called and nothing is written."""
+    from .engine import plan_agents, render_request
+    from .providers import WorkerResult
+
+    loaded = load_spec(spec, variables)
+    prompts = Prompts(loaded.templates)
+    tokens = 0
+    samples: dict[str, tuple[str, str]] = {}
+    placeholder = "(worker result)" + "x" * (4 * ASSUMED_WORKER_OUTPUT_TOKENS)
+    for agent in plan_agents(loaded):
+        inputs = tuple(WorkerResult(w.id, f"workers/{w.id}.md", placeholder) for w in agent.domain.workers)
+        request = render_request(loaded, prompts, agent, () if agent.worker else inputs)
+        tokens += (len(request.system) + len(request.prompt)) // 4
+        samples.setdefault(request.role, (request.system, request.prompt.replace(placeholder, "(worker result)")))
+    return Plan(loaded, samples["worker"], samples["coordinator"], tokens,
+                sum(len(d.workers) + 1 for d in loaded.domains) * loaded.max_tokens)

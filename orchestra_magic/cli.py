@@ -116,18 +116,23 @@ def _console(stderr: bool) -> Console:
 def print_run(result: Run, console: Console) -> None:
     """The summaries table, then one line of counts and where the full texts are."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(show_lines=True, title=f"Run {result.run_id}: {result.status}")
+    table = Table(show_lines=True, title=Text(f"Run {result.run_id}: {result.status}"))
     for column in ("domain", "status", "workers", "tokens in/out", "summary"):
         table.add_column(column, overflow="fold", ratio=4 if column == "summary" else None)
-    for row in result.summaries.itertuples():
-        workers = f"{row.workers - len(row.missing)}/{row.workers}" + (f" ({row.failed} failed)" if row.failed else "")
-        summary = str(row.summary) + (f"\nmissing: {', '.join(row.missing)}" if row.missing else "")
-        table.add_row(str(row.domain), str(row.status), workers, f"{row.input_tokens:,}/{row.output_tokens:,}", summary)
+    for row in result.summaries.to_dict("records"):
+        missing: list[str] = row["missing"]
+        workers = f"{row['workers'] - len(missing)}/{row['workers']}"
+        workers += f" ({row['failed']} failed)" if row["failed"] else ""
+        summary = str(row["summary"]) + (f"\nmissing: {', '.join(missing)}" if missing else "")
+        tokens = f"{row['input_tokens']:,}/{row['output_tokens']:,}"
+        cells = (str(row["domain"]), str(row["status"]), workers, tokens, summary)
+        table.add_row(*(Text(cell) for cell in cells))  # Text: agent output is never read as rich markup
     console.print(table)
     state = result.state
     counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
     reason = f" ({state.reason})" if state.reason else ""
-    console.print(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in, "
-                  f"{state.output_tokens:,} out. Full texts: {result.path}")
+    console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in, "
+                       f"{state.output_tokens:,} out. Full texts: {result.path}"))
 

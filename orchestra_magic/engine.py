@@ -19,7 +19,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .errors import AgentError, TransientAgentError
-from .events import AgentFinished, AgentRetrying, AgentStarted, AgentState, Event, RunFinished, RunState, RunStatus
+from .events import (
+    AgentFinished,
+    AgentRetrying,
+    AgentStarted,
+    AgentState,
+    Event,
+    Role,
+    RunFinished,
+    RunState,
+    RunStatus,
+)
 from .prompts import Prompts, extract_summary, fence, worker_note
 from .providers.base import AgentRequest, Completion, Provider, WorkerResult
 from .runfolder import SPEC, RunFolder
@@ -40,7 +50,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         if retry_after is not None:
             return min(retry_after, self.cap)
-        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        backoff = min(self.cap, self.base * 2.0 ** (attempt - 1))
         return backoff * (1 - self.jitter * rng.random())
 
 
@@ -73,7 +83,8 @@ def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: Run
             old.status = "pending"
             agents[plan.key] = old
         else:
-            agents[plan.key] = AgentState(plan.key, "worker" if plan.worker else "coordinator", plan.domain.name, plan.path)
+            role: Role = "worker" if plan.worker else "coordinator"
+            agents[plan.key] = AgentState(plan.key, role, plan.domain.name, plan.path)
     return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents)
 
 
@@ -156,8 +167,9 @@ class Engine:
             digest = input_hash(request, self.provider.identity)
             status, old_hash = self.prior.get(plan.key, ("", ""))
             if status in ("done", "skipped") and old_hash == digest and (self.folder.path / plan.path).is_file():
+                old = self.state.agents[plan.key]
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
-                                         **_tokens(self.state.agents[plan.key])))
+                                         input_tokens=old.input_tokens, output_tokens=old.output_tokens))
                 return
             await self._attempts(plan, request, digest)
         except asyncio.CancelledError:
@@ -204,30 +216,11 @@ class Engine:
         self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error))
 
     def _request(self, plan: AgentPlan) -> AgentRequest | None:
-        spec, domain = self.spec, plan.domain
-        base = {"run_name": spec.name, "context": spec.context, "domain": domain.name,
-                "domain_context": domain.context}
-        if plan.worker:
-            context = {**base, "task": plan.worker.task, "worker_id": plan.worker.id, "output_path": plan.path}
-            system, prompt = self.prompts.render_worker(context)
-            inputs: tuple[WorkerResult, ...] = ()
-            task = plan.worker.task
-        else:
-            inputs = tuple(self._worker_result(w) for w in domain.workers)
-            if all(r.missing for r in inputs):
-                self._fail(plan, f"all {len(inputs)} workers of {domain.name} failed; nothing to synthesise")
-                return None
-            quoted = [{"agent": r.agent, "path": r.path, "missing": r.missing, "error": r.error,
-                       "text": fence(r.text or "")} for r in inputs]
-            context = {**base, "task": domain.coordinator, "results": quoted, "synthesis_path": plan.path,
-                       "summary_words": spec.summary_words}
-            system, prompt = self.prompts.render_coordinator(context)
-            task = domain.coordinator
-        return AgentRequest(
-            agent=plan.key, role="worker" if plan.worker else "coordinator", domain=domain.name, task=task,
-            system=system, prompt=prompt, model=spec.model, max_tokens=spec.max_tokens,
-            temperature=spec.temperature, inputs=inputs,
-        )
+        inputs = tuple(self._worker_result(w) for w in plan.domain.workers) if not plan.worker else ()
+        if not plan.worker and all(r.missing for r in inputs):
+            self._fail(plan, f"all {len(inputs)} workers of {plan.domain.name} failed; nothing to synthesise")
+            return None
+        return render_request(self.spec, self.prompts, plan, inputs)
 
     def _worker_result(self, worker: Worker) -> WorkerResult:
         agent = self.state.agents[worker.id]
@@ -266,11 +259,29 @@ class Engine:
         self.folder.close()
 
 
+def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[WorkerResult, ...]) -> AgentRequest:
+    """The request for one agent: its rendered prompt plus the structured task (for code providers)."""
+    domain = plan.domain
+    base = {"run_name": spec.name, "context": spec.context, "domain": domain.name, "domain_context": domain.context}
+    if plan.worker:
+        task = plan.worker.task
+        system, prompt = prompts.render_worker(
+            {**base, "task": task, "worker_id": plan.worker.id, "output_path": plan.path})
+    else:
+        task = domain.coordinator
+        quoted = [{"agent": r.agent, "path": r.path, "missing": r.missing, "error": r.error,
+                   "text": fence(r.text or "")} for r in inputs]
+        system, prompt = prompts.render_coordinator({**base, "task": task, "results": quoted,
+                                                     "synthesis_path": plan.path, "summary_words": spec.summary_words})
+    return AgentRequest(
+        agent=plan.key, role="worker" if plan.worker else "coordinator", domain=domain.name, task=task,
+        system=system, prompt=prompt, model=spec.model, max_tokens=spec.max_tokens,
+        temperature=spec.temperature, inputs=inputs,
+    )
+
+
 def input_hash(request: AgentRequest, provider: str) -> str:
     """What an agent's output depends on; a resumed run redoes an agent only when this changes."""
     material = [provider, request.model, request.max_tokens, request.temperature, request.system, request.prompt]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
-
-def _tokens(agent: AgentState) -> dict[str, int]:
-    return {"input_tokens": agent.input_tokens, "output_tokens": agent.output_tokens}

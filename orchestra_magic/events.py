@@ -58,7 +58,9 @@ class RunFinished:
 
 
 Event = AgentStarted | AgentRetrying | AgentFinished | RunFinished
-_EVENT_TYPES: dict[str, type[Event]] = {t.__name__: t for t in (AgentStarted, AgentRetrying, AgentFinished, RunFinished)}
+_EVENT_TYPES: dict[str, type[Event]] = {
+    t.__name__: t for t in (AgentStarted, AgentRetrying, AgentFinished, RunFinished)
+}
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .events import AgentFinished, Event, RunState
@@ -50,10 +51,10 @@ class CliProgress:
     def _start(self, state: RunState) -> None:
         self.progress.start()
         self.run_id = state.run_id
-        self._run_task = self.progress.add_task(f"[bold]{state.run_id}", total=state.total, info="")
+        self._run_task = self.progress.add_task(escape(state.run_id), total=state.total, info="")
         sizes: dict[str, int] = {}
         for agent in state.agents.values():
             sizes[agent.domain] = sizes.get(agent.domain, 0) + 1
         for domain, size in sizes.items():
-            self._domains[domain] = self.progress.add_task(f"  {domain}", total=size, info="")
+            self._domains[domain] = self.progress.add_task(f"  {escape(domain)}", total=size, info="")
             self._domain_done[domain] = 0

@@ -7,15 +7,20 @@ with `Run.synthesis(domain)` or `Run.output(worker_id)` when you need it.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .errors import RunFolderError
 from .events import AgentState, RunState
-from .runfolder import RunFolder
+from .runfolder import MANIFEST, SPEC, RunFolder
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .live import Background
 
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
                    "synthesis_path", "input_tokens", "output_tokens"]
@@ -26,9 +31,61 @@ AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens"
 class Run:
     """One run: its folder on disk and its state. Made by `run`/`arun`, or from disk by `load_run`."""
 
-    def __init__(self, path: Path, state: RunState) -> None:
+    def __init__(self, path: Path, state: RunState, background: Background | None = None) -> None:
         self.path = path
-        self.state = state
+        self.state = state  # live: a background run's state changes as its agents finish
+        self._background = background
+        self.after_wait: list[Callable[[], None]] = []  # called by whoever waited, once the run is over
+
+    @property
+    def done(self) -> bool:
+        return self._background is None or self._background.future.done()
+
+    def stop(self) -> None:
+        """Stop a background run: no new agents start, in-flight ones are cancelled, files stay whole."""
+        if self._background is not None:
+            self._background.stop()
+
+    def wait(self, tick: Callable[[], None] | None = None) -> Run:
+        """Block until a background run ends; returns this `Run`. Ctrl-C stops the run, then re-raises."""
+        if self._background is not None:
+            from .live import wait
+
+            wait(self._background, tick)
+            self._background.future.result()  # re-raises what ended the run, if anything did
+        self._waited()
+        return self
+
+    def __await__(self) -> Generator[Any, None, Run]:
+        """`await run` in a notebook: the kernel stays free while the run finishes on its thread.
+        An interrupt (cancellation) stops the run, waits for its files to be consistent, then propagates."""
+        if self._background is not None:
+            future = asyncio.wrap_future(self._background.future)
+            try:
+                yield from asyncio.shield(future).__await__()
+            except asyncio.CancelledError:
+                self._background.stop()
+                yield from asyncio.wait([future]).__await__()
+                self._waited()
+                raise
+            future.result()
+        self._waited()
+        return self
+
+    def _waited(self) -> None:
+        for callback in self.after_wait:
+            callback()
+
+    def retry_failed(self, **options: Any) -> Run:
+        """Run the failed (and cancelled or never started) agents again in the same folder, then the
+        coordinators whose inputs that changes; everything finished is skipped. Returns the new handle."""
+        from .live import start
+
+        if not self.done:
+            raise RunFolderError(f"run {self.run_id} is still running; stop it or wait for it first")
+        previous = self._background.options if self._background else {}
+        merged = {**previous, **options, "resume": self.path, "root": self.path.parent}
+        return start(self.path / SPEC, **merged)
 
     @property
     def run_id(self) -> str:
@@ -73,6 +130,10 @@ class Run:
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS)
 
+    def read_text(self, relative: str) -> str:
+        """A file of the run folder, by its path relative to the folder (as in `AgentState.path`)."""
+        return (self.path / relative).read_text(encoding="utf-8")
+
     def synthesis(self, domain: str) -> str:
         return (self.path / "synthesis" / f"{domain}.md").read_text(encoding="utf-8")
 
@@ -94,3 +155,25 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     """Rebuild a run from its folder alone (run.json plus any journal lines written after it)."""
     folder = RunFolder.open(path)
     return Run(folder.path, folder.read_state())
+
+
+RUN_COLUMNS = ["run_id", "name", "started", "status", "agents", "done", "failed", "input_tokens", "output_tokens"]
+
+
+def list_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every run folder under `root`, newest first: id, name, start time, status, counts, tokens."""
+    import pandas as pd
+
+    rows = []
+    for manifest in Path(root).glob(f"*/{MANIFEST}"):
+        try:
+            state = RunFolder.open(manifest.parent).read_state()
+        except RunFolderError:
+            continue  # not ours, or unreadable: listing the rest is more useful than failing
+        rows.append({"run_id": state.run_id, "name": state.name,
+                     "started": pd.Timestamp(state.started_at, unit="s"), "status": state.status,
+                     "agents": state.total, "done": state.counts["done"] + state.counts["skipped"],
+                     "failed": state.counts["failed"], "input_tokens": state.input_tokens,
+                     "output_tokens": state.output_tokens})
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return frame.sort_values("started", ascending=False, ignore_index=True)

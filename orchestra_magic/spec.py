@@ -297,7 +297,8 @@ def _validate(data: dict[str, Any], expander: _Expander) -> Spec:
     ]
     first = expander.error(problems[0][0], problems[0][1])
     if len(problems) > 1:
-        more = "\n".join(f"  also: {str(expander.error(m, p)).removeprefix('spec error at ')}" for m, p in problems[1:10])
+        also = (str(expander.error(m, p)).removeprefix("spec error at ") for m, p in problems[1:10])
+        more = "\n".join(f"  also: {line}" for line in also)
         raise SpecError(f"{first.problem}\n{more}", first.path, first.line)
     raise first
 

@@ -61,7 +61,7 @@ def test_rate_limits_and_server_errors_are_waited_out_and_retried(tmp_path: Path
 
 
 def test_a_missing_key_is_a_clear_error_that_suggests_offline(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY is not set.*--provider offline"):
+    with pytest.raises(ConfigError, match=r"ANTHROPIC_API_KEY is not set.*--provider offline"):
         om.run(make_spec({"a": 1}), provider="anthropic", root=tmp_path)
     assert list(tmp_path.iterdir()) == []
 

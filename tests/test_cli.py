@@ -58,7 +58,8 @@ def test_resume_of_a_finished_run_calls_nothing_again(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["run", "missing.yaml", "--provider", "offline"], "spec file not found: missing.yaml"),
-        (["run", "bad.yaml", "--provider", "offline"], "spec error at domains[0].workers[0].taks (line 5): unknown key"),
+        (["run", "bad.yaml", "--provider", "offline"],
+         "spec error at domains[0].workers[0].taks (line 5): unknown key"),
         (["run", str(QUICKSTART), "--provider", "nope"], "unknown provider 'nope'"),
         (["run", str(QUICKSTART)], "ANTHROPIC_API_KEY is not set"),
         (["run", str(QUICKSTART), "--provider", "offline", "--var", "no-equals"], "--var takes NAME=VALUE"),

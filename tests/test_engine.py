@@ -269,15 +269,15 @@ def test_cancelling_a_run_leaves_a_folder_that_resumes_to_completion(tmp_path: P
 
     provider = PythonProvider(worker)  # the same function both times, so finished agents count as unchanged
 
-    async def main() -> Path:
+    async def main() -> None:
         task = asyncio.create_task(om.arun(make_spec({"a": 4}, concurrency=3), provider=provider, root=tmp_path))
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return next(tmp_path.iterdir())
 
-    folder = asyncio.run(main())
+    asyncio.run(main())
+    (folder,) = tmp_path.iterdir()
     state = om.load_run(folder).state
     assert state.status == "cancelled"
     assert state.agents["a-3"].status == "cancelled"

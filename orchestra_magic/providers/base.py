@@ -62,10 +62,10 @@ class Provider(abc.ABC):
         """Part of every agent's input hash: changing it makes a resumed run redo the agents."""
         return self.name
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (optional hook)
         """Check configuration and acquire resources; raise `ConfigError` for the user's mistakes."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what `start` acquired."""
 
     @abc.abstractmethod

@@ -17,7 +17,8 @@ AgentFunction = Callable[[AgentRequest], "str | Completion | Awaitable[str | Com
 
 def list_coordinator(request: AgentRequest) -> str:
     """The default coordinator: each worker's closing line, and a count as the summary."""
-    lines = [f"- {r.agent}: {_last_line(r.text) if r.text is not None else 'missing: ' + r.error}" for r in request.inputs]
+    lines = [f"- {r.agent}: {'missing: ' + r.error if r.text is None else _last_line(r.text)}"
+             for r in request.inputs]
     done = sum(not r.missing for r in request.inputs)
     summary = f"{done} of {len(request.inputs)} workers in {request.domain} produced results."
     return "\n".join([f"# {request.domain}", "", *lines, "", f"<summary>{summary}</summary>"])

@@ -1,0 +1,155 @@
+"""The notebook's live progress tree: run → domains → workers, with Stop and Retry-failed buttons.
+
+A view only: `render()` copies figures from the run's `RunState` into core ipywidgets (no third-party
+widget code, so it works offline in JupyterLab, Notebook 7 and VS Code). Whoever owns the view calls
+`render()` on a timer (about 10 times a second), so the number of widget messages follows elapsed
+time, not the number of agents; a trait set to its current value sends nothing. Worker rows are built
+only when a domain is opened: one HTML table per domain, however many workers it has.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+
+import ipywidgets as w
+
+from .events import FINISHED, AgentState, RunState
+from .results import Run
+
+_COLOURS = {"done": "#2e7d32", "skipped": "#607d8b", "running": "#1565c0", "failed": "#c62828",
+            "cancelled": "#ef6c00", "pending": "#9e9e9e"}
+_BAR_STYLE = {"done": "success", "failed": "danger", "cancelled": "warning", "running": "info"}
+MAX_PREVIEW_CHARS = 20_000
+
+
+class DomainRow:
+    """One domain: a progress bar, its coordinator's status, and its worker table when opened."""
+
+    def __init__(self, name: str, agents: list[AgentState], read: Callable[[str], str]) -> None:
+        self.name, self.agents, self._read = name, agents, read
+        self.bar = w.IntProgress(value=0, min=0, max=len(agents), layout=w.Layout(width="220px"))
+        self.label = w.HTML()
+        self.toggle = w.ToggleButton(value=False, description="workers", icon="chevron-right",
+                                     layout=w.Layout(width="110px"), tooltip=f"Show {name}'s workers")
+        self.details = w.VBox()
+        self.toggle.observe(self._on_toggle, names="value")
+        self.box = w.VBox([w.HBox([self.toggle, self.bar, self.label]), self.details])
+
+    def _on_toggle(self, change: dict[str, object]) -> None:
+        self.toggle.icon = "chevron-down" if change["new"] else "chevron-right"
+        if change["new"] and not self.details.children:
+            self._build_details()
+        self.details.layout.display = None if change["new"] else "none"
+
+    def _build_details(self) -> None:
+        self.table = w.HTML()
+        workers = [a.agent for a in self.agents if a.role == "worker"]
+        self.picker = w.Dropdown(options=workers, description="output of", layout=w.Layout(width="320px"))
+        show = w.Button(description="read file", icon="file-text-o")
+        self.preview = w.HTML()
+        show.on_click(lambda _: self._show_output())
+        self.details.children = [self.table, w.HBox([self.picker, show]), self.preview]
+        self.render()
+
+    def _show_output(self) -> None:
+        agent = next(a for a in self.agents if a.agent == self.picker.value)
+        try:
+            text = self._read(agent.path)
+        except OSError:
+            text = f"(no output yet: {agent.status})"
+        if len(text) > MAX_PREVIEW_CHARS:
+            text = text[:MAX_PREVIEW_CHARS] + f"\n… [{len(text):,} characters; open {agent.path} for the rest]"
+        style = "white-space:pre-wrap;max-height:24em;overflow:auto"
+        self.preview.value = f"<pre style='{style}'>{html.escape(text)}</pre>"
+
+    def render(self) -> None:
+        finished = sum(a.status in FINISHED for a in self.agents)
+        coordinator = next(a for a in self.agents if a.role == "coordinator")
+        failed = sum(a.status == "failed" for a in self.agents)
+        self.bar.value = finished
+        self.bar.bar_style = "danger" if failed else ("success" if finished == len(self.agents) else "info")
+        self.label.value = (f"<b>{html.escape(self.name)}</b> {finished}/{len(self.agents)} · coordinator "
+                            f"{_badge(coordinator.status)}" + (f" · {failed} failed" if failed else ""))
+        if self.details.children:
+            self.table.value = _worker_table(self.agents)
+
+
+class RunView:
+    """The whole tree for one run. `attach` switches it to a new run (after Retry failed)."""
+
+    def __init__(self, run: Run, *, on_stop: Callable[[], None], on_retry: Callable[[], None]) -> None:
+        self.run = run
+        self.bar = w.IntProgress(value=0, min=0, max=run.state.total, layout=w.Layout(width="320px"))
+        self.header = w.HTML()
+        self.message = w.HTML()
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
+        self.retry_button = w.Button(description="Retry failed", icon="repeat", disabled=True)
+        self.stop_button.on_click(lambda _: on_stop())
+        self.retry_button.on_click(lambda _: on_retry())
+        self.domains: list[DomainRow] = []
+        self.domain_box = w.VBox()
+        self.widget = w.VBox([
+            w.HBox([self.bar, self.stop_button, self.retry_button]), self.header, self.message, self.domain_box,
+        ])
+        self.attach(run)
+
+    def attach(self, run: Run) -> None:
+        self.run = run
+        groups: dict[str, list[AgentState]] = {}
+        for agent in run.state.agents.values():
+            groups.setdefault(agent.domain, []).append(agent)
+        self.domains = [DomainRow(name, agents, run.read_text) for name, agents in groups.items()]
+        self.domain_box.children = [d.box for d in self.domains]
+        self.bar.max = run.state.total
+        self.render()
+
+    def render(self) -> None:
+        state = self.run.state
+        self.bar.value = state.finished
+        self.bar.bar_style = _BAR_STYLE.get(state.status, "") if state.status != "running" else (
+            "danger" if state.counts["failed"] else "info")
+        self.header.value = header_text(state, time.time(), html_=True)
+        running = state.status == "running"
+        self.stop_button.disabled = not running
+        self.retry_button.disabled = running or not (state.counts["failed"] or state.counts["cancelled"]
+                                                     or state.counts["pending"])
+        for domain in self.domains:
+            domain.render()
+
+    def resend(self) -> None:
+        """Send every widget's whole state again (see `magic._Job.resend`)."""
+        pending = [self.widget]
+        while pending:
+            widget = pending.pop()
+            widget.send_state()
+            pending.extend(getattr(widget, "children", ()))
+
+
+def header_text(state: RunState, now: float, html_: bool = False) -> str:
+    """One line for the run: id, status, counts, tokens, elapsed. Shared by the widget and the text view."""
+    c = state.counts
+    counts = (f"{c['done'] + c['skipped']} done · {c['running']} running · {c['failed']} failed · "
+              f"{c['pending']} pending" + (f" · {c['cancelled']} cancelled" if c["cancelled"] else ""))
+    tokens = f"{state.input_tokens:,} in / {state.output_tokens:,} out tokens"
+    elapsed = f"{state.elapsed(now):.1f} s"
+    if not html_:
+        return f"{state.run_id} [{state.status}] {counts} · {tokens} · {elapsed}"
+    return (f"<b>{html.escape(state.run_id)}</b> {_badge(state.status)} &nbsp; {counts} &nbsp;·&nbsp; "
+            f"{tokens} &nbsp;·&nbsp; {elapsed}")
+
+
+def _badge(status: str) -> str:
+    return f"<span style='color:{_COLOURS.get(status, '#000')};font-weight:600'>{status}</span>"
+
+
+def _worker_table(agents: list[AgentState]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(a.agent)}</td><td>{_badge(a.status)}</td><td>{a.attempts}</td>"
+        f"<td>{a.input_tokens:,}/{a.output_tokens:,}</td><td>{'' if a.seconds is None else f'{a.seconds:.1f}'}</td>"
+        f"<td>{html.escape(a.error[:160])}</td></tr>"
+        for a in agents
+    )
+    head = "<tr><th>agent</th><th>status</th><th>attempts</th><th>tokens in/out</th><th>s</th><th>error</th></tr>"
+    return f"<table style='font-size:90%'>{head}{rows}</table>"
