@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from contextlib import suppress
 from collections.abc import Coroutine
+from contextlib import suppress
 from typing import Any, TypeVar
 
 T = TypeVar("T")

@@ -65,7 +65,7 @@ class OrchestraMagics(Magics):
 
     @magic_arguments()
     @argument("-o", "--output", metavar="NAME", help="also bind the Run object to NAME")
-    @argument("--provider", help="anthropic, offline (simulated, no key)")
+    @argument("--provider", help="anthropic, offline (simulated, no key), or a variable holding a Provider")
     @argument("--concurrency", type=int, help="most agents in flight")
     @argument("--root", help="folder for run folders")
     @argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
@@ -97,6 +97,8 @@ class OrchestraMagics(Magics):
             await job.run
         except asyncio.CancelledError:
             return job.interrupted()
+        finally:
+            job.ticker.cancel()
         return job.finish()
 
     def _begin(self, line: str, cell: str) -> Any:
@@ -109,11 +111,20 @@ class OrchestraMagics(Magics):
                 return plan(cell, variables)
             from .live import start
 
-            run = start(cell, provider=args.provider or self.provider or None, variables=variables,
+            run = start(cell, provider=self._provider(args.provider), variables=variables,
                         root=args.root or self.root or None, concurrency=args.concurrency or self.concurrency or None,
                         resume=args.resume)
         self.live[run.run_id] = run
         return _Job(self, run, args.output, args.background)
+
+    def _provider(self, name: str | None) -> Any:
+        """A provider name, or the name of a notebook variable holding a `Provider` instance (so a
+        `PythonProvider` or a tuned `OfflineProvider` can be used from a cell)."""
+        from .providers import Provider
+
+        chosen = name or self.provider or None
+        value = self.ip.user_ns.get(chosen) if chosen else None
+        return value if isinstance(value, Provider) else chosen
 
     # ---- line magics ---------------------------------------------------------------------------
 

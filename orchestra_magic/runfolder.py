@@ -52,7 +52,7 @@ class RunFolder:
     """One run's folder on disk. Create it with `RunFolder.create`, reopen it with `RunFolder.open`."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = path.absolute()  # a notebook may change directory while the run goes on
         self._journal_fd: int | None = None
 
     @property

@@ -1,0 +1,132 @@
+"""`%%orchestrate` in a real IPython shell (errors re-raised) and in real kernels (executed notebooks)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+import orchestra_magic as om
+
+SPEC = """name: nb
+domains:
+  - name: a
+    coordinator: Sum up {{ n }} findings.
+    workers:
+      - for_each: "{{ range(n) | list }}"
+        task: "Finding {{ item }} about {{ topic }}"
+"""
+
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "orchestra_magic")
+    ip.user_ns.update(n=3, topic="caching")
+    yield ip
+    ip.run_line_magic("unload_ext", "orchestra_magic")
+    InteractiveShell.clear_instance()
+
+
+def cell(ip: InteractiveShell, source: str) -> Any:
+    """Run a cell as a user would; errors are re-raised instead of printed."""
+    result = ip.run_cell(source, store_history=False)
+    result.raise_error()
+    return result.result
+
+
+def test_the_cell_value_is_the_summaries_and_o_binds_the_run(shell: InteractiveShell, tmp_path: Path) -> None:
+    summaries = cell(shell, f"%%orchestrate --provider offline -o myrun\n{SPEC}")
+    assert list(summaries.columns[:3]) == ["domain", "summary", "status"]
+    assert summaries.status.tolist() == ["done"]
+    run = shell.user_ns["myrun"]
+    assert isinstance(run, om.Run) and run.path.parent == tmp_path / "orchestration"
+    assert "Finding 2 about caching" in (run.path / "spec.yaml").read_text()  # notebook variables reached the spec
+
+
+def test_the_magic_line_expands_notebook_variables(shell: InteractiveShell, tmp_path: Path) -> None:
+    shell.user_ns["where"] = str(tmp_path / "elsewhere")
+    cell(shell, f"%%orchestrate --provider offline --root {{where}}\n{SPEC}")
+    assert len(list((tmp_path / "elsewhere").iterdir())) == 1
+
+
+def test_config_sets_the_defaults(shell: InteractiveShell, tmp_path: Path) -> None:
+    cell(shell, "%config OrchestraMagics.provider = 'offline'\n%config OrchestraMagics.root = 'configured'")
+    summaries = cell(shell, f"%%orchestrate\n{SPEC}")
+    assert summaries.status.tolist() == ["done"]
+    assert (tmp_path / "configured").is_dir()
+
+
+def test_a_provider_instance_from_the_namespace_can_be_named(shell: InteractiveShell) -> None:
+    shell.user_ns["mine"] = om.PythonProvider(lambda request: f"{request.task}\nDone.")
+    cell(shell, f"%%orchestrate --provider mine -o r\n{SPEC}")
+    assert shell.user_ns["r"].output("a-1").startswith("Finding 0 about caching")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("%%orchestrate --provider offline\ndomains:\n  - name: a\n    coordinatr: x\n",
+         "spec error at domains[0].coordinatr (line 3): unknown key 'coordinatr'; did you mean 'coordinator'?"),
+        ("%%orchestrate --provider offline\nname: x\ndomains: [{name: a, coordinator: '{{ nope }}', workers: [{task: t}]}]",
+         "'nope' is undefined"),
+        ("%%orchestrate --no-such-flag\n" + SPEC, "unrecognized arguments: --no-such-flag"),
+        ("%%orchestrate\n" + SPEC, "ANTHROPIC_API_KEY is not set"),
+        ("%orchestrate_load", "needs a run id"),
+        ("%orchestrate_load nowhere", "is not a run folder"),
+    ],
+)
+def test_user_mistakes_are_one_line_usage_errors(shell: InteractiveShell, tmp_path: Path, source: str,
+                                                 message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        cell(shell, source)
+    assert message in str(caught.value)
+    assert not (tmp_path / "orchestration").exists()
+
+
+def test_dry_run_shows_the_plan_and_calls_nothing(shell: InteractiveShell, tmp_path: Path) -> None:
+    plan = cell(shell, f"%%orchestrate --dry-run\n{SPEC}")
+    assert isinstance(plan, om.Plan)
+    assert plan.agents == 4 and plan.input_tokens > 0
+    assert "Finding 0 about caching" in plan.worker_prompt[1]
+    assert "<worker_result" in plan.coordinator_prompt[1]
+    assert not (tmp_path / "orchestration").exists()
+
+
+def test_runs_and_load_line_magics(shell: InteractiveShell) -> None:
+    cell(shell, f"%%orchestrate --provider offline -o first\n{SPEC}")
+    runs = cell(shell, "%orchestrate_runs")
+    run_id = shell.user_ns["first"].run_id
+    assert runs.run_id.tolist() == [run_id]
+    assert runs.loc[0, "status"] == "done" and runs.loc[0, "agents"] == 4
+    loaded = cell(shell, f"%orchestrate_load {run_id}")
+    assert loaded.summaries.equals(shell.user_ns["first"].summaries)
+
+
+def test_background_returns_at_once_and_the_run_can_be_waited_for(shell: InteractiveShell) -> None:
+    run = cell(shell, f"%%orchestrate --provider offline --background\n{SPEC}")
+    assert isinstance(run, om.Run)
+    assert run.wait().status == "done"
+    assert run.summaries.status.tolist() == ["done"]
+
+
+def test_text_progress_where_widgets_cannot_render(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    cell(shell, f"%%orchestrate --provider offline\n{SPEC}")
+    assert "[done] 4 done · 0 running · 0 failed · 0 pending" in capsys.readouterr().out
+
+
+def test_extension_import_is_light() -> None:
+    code = ("import sys, time; t = time.perf_counter(); import orchestra_magic.magic; "
+            "print(sorted(m for m in ('pandas', 'anthropic', 'aiohttp', 'ipywidgets', 'pydantic') if m in sys.modules))")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ}).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,159 @@
+"""The magic in real kernels: executed example notebooks, a background run awaited later, a kernel
+interrupt mid-run, and the Stop button clicked (as the browser would) while the cell is executing."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+from nbclient import NotebookClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SLOW = "from orchestra_magic.providers.anthropic import OfflineProvider\nslow = OfflineProvider(latency_ms={ms})"
+SLOW_SPEC = "concurrency: 2\ndomains:\n" + "".join(
+    f"  - name: d{d}\n    coordinator: Sum up.\n    workers:\n"
+    + "".join(f"      - task: Task {i} of d{d}.\n" for i in range(10))
+    for d in range(2)
+)
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
+    NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def progress_bars(nb: nbformat.NotebookNode) -> list[tuple[int, int]]:
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return [(m["state"]["value"], m["state"]["max"]) for m in state.values() if m["model_name"] == "IntProgressModel"]
+
+
+def outputs(nb: nbformat.NotebookNode, index: int) -> str:
+    cell = nb.cells[index]
+    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    for name in ("quickstart.ipynb", "explore_run.ipynb", "quickstart.yaml"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    return tmp_path
+
+
+def test_the_quickstart_notebook_runs_top_to_bottom_offline(workdir: Path) -> None:
+    nb = execute(nbformat.read(workdir / "quickstart.ipynb", as_version=4), workdir)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert errors == []
+    summaries = next(i for i, c in enumerate(nb.cells) if c.source.startswith("%%orchestrate"))
+    assert "performance" in outputs(nb, summaries) and "compliance" in outputs(nb, summaries)
+    bars = progress_bars(nb)
+    assert (19, 19) in bars  # the run's overall bar ended full: 16 workers + 3 coordinators
+    assert all(value == maximum for value, maximum in bars)
+
+    explored = execute(nbformat.read(workdir / "explore_run.ipynb", as_version=4), workdir)
+    assert not [o for c in explored.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert "vector-db-review" in outputs(explored, 2)
+
+
+def test_a_background_run_awaited_in_a_later_cell_saves_its_final_widget_state(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext orchestra_magic\n" + SLOW.format(ms=30)),
+        nbformat.v4.new_code_cell(f"%%orchestrate --provider slow --background -o run\n{SLOW_SPEC}"),
+        nbformat.v4.new_code_cell("finished = await run\nprint(finished.status, run.state.finished)"),
+    ]
+    execute(nb, tmp_path)
+    assert "<Run " in outputs(nb, 1)  # the cell returned at once with the handle
+    assert "done 22" in outputs(nb, 2)
+    assert (22, 22) in progress_bars(nb)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_cell(kc: BlockingKernelClient, code: str) -> str:
+    """Execute and return what the cell printed."""
+    printed: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+
+    reply = kc.execute_interactive(code, timeout=120, output_hook=hook)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(printed)
+
+
+def collect(kc: BlockingKernelClient, msg_id: str, until: Any, timeout: float = 60) -> list[dict[str, Any]]:
+    """iopub messages of one execution until `until(msg)` holds or the cell goes idle."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=deadline - time.monotonic())
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        if until(msg) or (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"):
+            return seen
+    raise AssertionError(f"no matching message within {timeout} s")
+
+
+def first_output(root: Path) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list(root.glob("*/workers/*.md"))
+        if found:
+            return found[0].parent.parent
+        time.sleep(0.05)
+    raise AssertionError("no worker finished within 60 s")
+
+
+def text_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
+
+
+def test_a_kernel_interrupt_stops_the_run_and_the_folder_resumes(kernel: Any, tmp_path: Path) -> None:
+    km, kc = kernel
+    run_cell(kc, "%load_ext orchestra_magic\n" + SLOW.format(ms=200))
+    msg_id = kc.execute(f"%%orchestrate --provider slow\n{SLOW_SPEC}")
+    folder = first_output(tmp_path / "orchestration")
+    km.interrupt_kernel()
+    messages = collect(kc, msg_id, until=lambda m: False)
+    assert "Stopped:" in text_of(messages) and f"--resume {folder.name}" in text_of(messages)
+    assert not [m for m in messages if m["msg_type"] == "error"]  # one short message, no traceback
+    assert not list(folder.rglob("*.tmp"))
+
+    resumed = kc.execute(f"%%orchestrate --provider slow --resume {folder.name} -o again\n{SLOW_SPEC}\n")
+    collect(kc, resumed, until=lambda m: False, timeout=120)
+    statuses = run_cell(kc, "print(again.status, sorted(set(again.agents.status)))")
+    assert statuses.startswith("done") and "skipped" in statuses  # finished agents were not asked again
+
+
+def test_the_stop_button_works_while_the_cell_is_executing(kernel: Any, tmp_path: Path) -> None:
+    _, kc = kernel
+    run_cell(kc, "%load_ext orchestra_magic\n" + SLOW.format(ms=200))
+    msg_id = kc.execute(f"%%orchestrate --provider slow -o run\n{SLOW_SPEC}")
+    opened = collect(kc, msg_id, until=lambda m: m["msg_type"] == "comm_open"
+                     and m["content"]["data"]["state"].get("description") == "Stop")
+    stop = opened[-1]["content"]["comm_id"]
+    first_output(tmp_path / "orchestration")
+    click = {"comm_id": stop, "data": {"method": "custom", "content": {"event": "click"}}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", click))  # what the browser sends on a click
+    rest = collect(kc, msg_id, until=lambda m: False)
+    assert "Stopped:" in text_of(rest)
+    summary = run_cell(kc, "print(run.status, run.state.counts['done'], run.state.total)")
+    assert "cancelled" in summary
