@@ -1,0 +1,378 @@
+"""A local fake of Anthropic's Messages API, speaking the real wire format.
+
+Why: tests, demos and the `offline` provider run the official `anthropic` SDK, unmodified, with no key
+and no network. Pointed at this server (`base_url` or `ANTHROPIC_BASE_URL`), the SDK parses JSON messages,
+server-sent events, error bodies and retry headers through the same code paths as against the real API.
+
+What it simulates:
+- `POST /v1/messages`, as JSON or as a stream of server-sent events (`"stream": true`), with
+  deterministic text: the same request gets the same answer. Every text starts with `[simulated]`.
+  A prompt that asks for a `<summary>` gets one; other answers end with a `Done. ...` line.
+- Tool use: a `tool_use` block (placeholder input) until the conversation carries a `tool_result`.
+- `max_tokens`: text longer than allowed is cut, with `stop_reason: "max_tokens"`.
+- Authentication (`x-api-key` or `Authorization: Bearer`), body validation, and injected 429 / 529 /
+  500 errors drawn from a seeded RNG, all with the real error body shape and headers.
+- Latency before the first byte, token usage estimates (about 4 characters per token), rate-limit
+  headers, and `POST /v1/messages/count_tokens`.
+It never logs, stores or echoes the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import random
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+SIMULATED_MARK = "[simulated]"
+CHUNK_CHARS = 40
+RATE_LIMIT = 4000
+_REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 529: "Overloaded"}
+_INJECTED = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}
+_HTTP_KINDS = {404: "not_found_error", 405: "not_found_error", 413: "request_too_large"}
+
+_SUBJECTS = ("The available evidence", "Recent field data", "A review of the sources", "Comparative analysis",
+             "The strongest study", "Independent replication", "The survey evidence", "Field monitoring")
+_VERBS = ("suggests", "indicates", "points to", "is consistent with", "supports", "hints at")
+_OBJECTS = ("a modest but steady effect", "a clear seasonal pattern", "a ceiling on gains at larger scales",
+            "a trade-off between cost and reliability", "strong regional variation",
+            "a lag of several months between cause and effect", "an underestimated role for maintenance",
+            "broad agreement on the main drivers")
+_QUALIFIERS = ("although sample sizes remain small", "once obvious confounders are controlled for",
+               "across most of the settings examined", "with notable exceptions in older data",
+               "but the uncertainty bands are still wide", "in line with earlier estimates")
+_TEMPLATES = ("{S} {V} {O}, {Q}.", "Taken together, the sources point to {O}, {Q}.",
+              "One open question is whether the case for {O} holds more widely, {Q}.",
+              "{S} {V} {O}; this shapes the next steps.")
+
+
+class ApiError(Exception):
+    """An error response in the API's shape: `{"type": "error", "error": {"type": kind, "message": ...}}`."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+        self.headers = headers or {}
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", message)
+
+
+def _check_auth(request: web.Request) -> None:
+    bearer = request.headers.get("Authorization", "")
+    if request.headers.get("x-api-key") or (bearer.startswith("Bearer ") and bearer[7:].strip()):
+        return
+    raise ApiError(401, "authentication_error", "an x-api-key or an Authorization: Bearer header is required")
+
+
+def _validate(body: Any, *, need_max_tokens: bool) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise _bad("request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _bad("model: field required (a non-empty string)")
+    tokens = body.get("max_tokens")
+    if need_max_tokens and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
+        raise _bad("max_tokens: field required (a positive integer)")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise _bad("messages: field required (a non-empty list)")
+    return body
+
+
+def _block_text(block: Any, where: str) -> str:
+    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+        raise _bad(f"{where}: expected a content block object with a type")
+    if block["type"] == "text":
+        return str(block.get("text", ""))
+    if block["type"] == "tool_result":
+        return _text_of(block.get("content", ""), f"{where}.content")
+    return ""
+
+
+def _text_of(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad(f"{where}: expected a string or a list of content blocks")
+    return "\n".join(_block_text(block, f"{where}.{i}") for i, block in enumerate(content))
+
+
+def _prompt(body: dict[str, Any]) -> tuple[str, str]:
+    """(system, conversation text) of a validated body."""
+    system = _text_of(body.get("system", ""), "system")
+    parts = []
+    for i, message in enumerate(body["messages"]):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise _bad(f"messages.{i}: expected an object with role 'user' or 'assistant'")
+        parts.append(_text_of(message.get("content"), f"messages.{i}.content"))
+    return system, "\n".join(parts)
+
+
+def _tokens(text: str) -> int:
+    return max(1, round(len(text) / 4))
+
+
+def _sentence(rng: random.Random) -> str:
+    template = rng.choice(_TEMPLATES)
+    return template.format(S=rng.choice(_SUBJECTS), V=rng.choice(_VERBS), O=rng.choice(_OBJECTS),
+                           Q=rng.choice(_QUALIFIERS))
+
+
+def _sentences(rng: random.Random, min_words: int, first: str = "") -> str:
+    out = [first] if first else []
+    while len(" ".join(out).split()) < min_words:
+        out.append(_sentence(rng))
+    return " ".join(out)
+
+
+def simulated_text(system: str, prompt: str, model: str) -> str:
+    """Deterministic prose for a request: same system, prompt and model, same text."""
+    digest = hashlib.sha256("\x00".join((system, prompt, model)).encode()).hexdigest()
+    rng = random.Random(int(digest, 16))
+    text = f"{SIMULATED_MARK} {_sentences(rng, 80)}"
+    if "<summary>" in prompt:
+        n = prompt.count("</worker_result>")
+        opening = f"{SIMULATED_MARK} This synthesis draws on {n} worker result{'' if n == 1 else 's'}."
+        return f"{text}\n\n<summary>\n{_sentences(rng, 40, opening)}\n</summary>"
+    points = rng.randint(3, 6)
+    return f"{text}\n\nDone. Found {points} recurring patterns in the evidence, each with its main caveat."
+
+
+@dataclass(frozen=True)
+class _Reply:
+    block: dict[str, Any]
+    stop_reason: str
+    input_tokens: int
+    output_tokens: int
+
+
+def _wants_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool to call, or None: a tool is called until the last user turn carries a tool_result."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    choice = choice if isinstance(choice, dict) else {}
+    tools = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    if not tools or choice.get("type") == "none":
+        return None
+    last = body["messages"][-1].get("content")
+    if isinstance(last, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in last):
+        return None
+    named = [t for t in tools if choice.get("type") == "tool" and t.get("name") == choice.get("name")]
+    return dict((named or tools)[0])
+
+
+def _tool_block(tool: dict[str, Any], digest: str) -> dict[str, Any]:
+    schema = tool.get("input_schema") or {}
+    props = schema.get("properties") or {}
+    required = [k for k in schema.get("required", []) if (props.get(k) or {}).get("type") == "string"]
+    fields = {k: f"{SIMULATED_MARK} {k}" for k in required}
+    return {"type": "tool_use", "id": f"toolu_fake_{digest[:20]}", "name": tool.get("name", ""),
+            "input": fields}
+
+
+def _reply(body: dict[str, Any]) -> _Reply:
+    system, prompt = _prompt(body)
+    input_tokens = _tokens(system + prompt)
+    tool = _wants_tool(body)
+    if tool is not None:
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        block = _tool_block(tool, digest)
+        return _Reply(block, "tool_use", input_tokens, _tokens(json.dumps(block["input"])))
+    text, stop = simulated_text(system, prompt, body["model"]), "end_turn"
+    if _tokens(text) > body["max_tokens"]:
+        text, stop = text[: body["max_tokens"] * 4], "max_tokens"
+    return _Reply({"type": "text", "text": text}, stop, input_tokens, _tokens(text))
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+
+
+def _message(msg_id: str, model: str, reply: _Reply) -> dict[str, Any]:
+    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [reply.block],
+            "stop_reason": reply.stop_reason, "stop_sequence": None,
+            "usage": _usage(reply.input_tokens, reply.output_tokens)}
+
+
+def _deltas(block: dict[str, Any]) -> Iterator[dict[str, str]]:
+    if block["type"] == "text":
+        text = block["text"]
+        for i in range(0, len(text), CHUNK_CHARS):
+            yield {"type": "text_delta", "text": text[i : i + CHUNK_CHARS]}
+        return
+    raw = json.dumps(block["input"])
+    for i in range(0, len(raw), CHUNK_CHARS):
+        yield {"type": "input_json_delta", "partial_json": raw[i : i + CHUNK_CHARS]}
+
+
+def _stream_events(message: dict[str, Any], reply: _Reply) -> Iterator[dict[str, Any]]:
+    """The events of one streamed message, in the API's order; each event's name is its `type`."""
+    start = {**message, "content": [], "stop_reason": None, "usage": _usage(reply.input_tokens, 1)}
+    yield {"type": "message_start", "message": start}
+    empty = {**reply.block, "text": ""} if reply.block["type"] == "text" else {**reply.block, "input": {}}
+    yield {"type": "content_block_start", "index": 0, "content_block": empty}
+    yield {"type": "ping"}
+    for delta in _deltas(reply.block):
+        yield {"type": "content_block_delta", "index": 0, "delta": delta}
+    yield {"type": "content_block_stop", "index": 0}
+    yield {"type": "message_delta", "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+           "usage": {"output_tokens": reply.output_tokens}}
+    yield {"type": "message_stop"}
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    """One server-sent event. The SDK skips events without an `event:` line, so it is always there."""
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+class FakeMessagesAPI:
+    """The fake, served by aiohttp in the running event loop: `await start()`, point the SDK at
+    `base_url`, `await stop()`. `requests` holds every JSON body posted to /v1/messages, in order;
+    `responses` counts the responses sent by HTTP status."""
+
+    def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
+                 retry_after_ms: int = 20) -> None:
+        self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
+        self.retry_after_ms = retry_after_ms
+        self.requests: list[dict[str, Any]] = []
+        self.responses: Counter[int] = Counter()
+        self._rng = random.Random(seed)
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._base_url = ""
+        self._window, self._used = datetime.min.replace(tzinfo=UTC), 0
+
+    @property
+    def base_url(self) -> str:
+        if not self._base_url:
+            raise RuntimeError("the fake Messages API is not started")
+        return self._base_url
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(middlewares=[self._middleware()])
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        self._base_url = f"http://{host}:{self._runner.addresses[0][1]}"
+        return self._base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner, self._base_url = None, ""
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}_fake_" + hashlib.sha256(f"{self.seed}:{next(self._ids)}".encode()).hexdigest()[:24]
+
+    def _middleware(self) -> Middleware:
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if self.latency_ms > 0:
+                await asyncio.sleep(self.latency_ms / 1000)
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                response = self._error_response(exc)
+            except web.HTTPException as exc:
+                kind = _HTTP_KINDS.get(exc.status, "invalid_request_error")
+                response = self._error_response(ApiError(exc.status, kind, f"{exc.reason}: {request.path}"))
+            self.responses[response.status] += 1
+            return response
+
+        return middleware
+
+    def _error_response(self, exc: ApiError) -> web.Response:
+        rid = self._next_id("req")
+        body = {"type": "error", "error": {"type": exc.kind, "message": exc.message}, "request_id": rid}
+        return web.json_response(body, status=exc.status, reason=_REASONS.get(exc.status),
+                                 headers={**exc.headers, "request-id": rid})
+
+    def _injected_error(self) -> ApiError | None:
+        if self._rng.random() >= self.error_rate:
+            return None
+        status = self._rng.choice(tuple(_INJECTED))
+        headers = {}
+        if status == 429:
+            seconds = max(1, math.ceil(self.retry_after_ms / 1000))
+            headers = {"retry-after-ms": str(self.retry_after_ms), "retry-after": str(seconds)}
+        return ApiError(status, _INJECTED[status], f"simulated {_INJECTED[status]}", headers)
+
+    def _success_headers(self) -> dict[str, str]:
+        window = datetime.now(UTC).replace(second=0, microsecond=0)
+        if window != self._window:
+            self._window, self._used = window, 0
+        self._used += 1
+        reset = (window + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+        return {"request-id": self._next_id("req"), "anthropic-ratelimit-requests-limit": str(RATE_LIMIT),
+                "anthropic-ratelimit-requests-remaining": str(max(0, RATE_LIMIT - self._used)),
+                "anthropic-ratelimit-requests-reset": reset}
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body = await _read_json(request)
+        if isinstance(body, dict):
+            self.requests.append(body)
+        _check_auth(request)
+        reply = _reply(_validate(body, need_max_tokens=True))
+        if (error := self._injected_error()) is not None:
+            raise error
+        message = _message(self._next_id("msg"), body["model"], reply)
+        if body.get("stream") is True:
+            return await self._stream(request, message, reply)
+        return web.json_response(message, headers=self._success_headers())
+
+    async def _stream(self, request: web.Request, message: dict[str, Any],
+                      reply: _Reply) -> web.StreamResponse:
+        headers = {**self._success_headers(), "Content-Type": "text/event-stream"}
+        response = web.StreamResponse(headers={**headers, "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            for event in _stream_events(message, reply):
+                await response.write(_sse(event))
+            await response.write_eof()
+        return response
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = await _read_json(request)
+        _check_auth(request)
+        system, prompt = _prompt(_validate(body, need_max_tokens=False))
+        return web.json_response({"input_tokens": _tokens(system + prompt)}, headers=self._success_headers())
+
+
+async def _read_json(request: web.Request) -> Any:
+    """The parsed body, or None when it is not JSON (validation then names the problem)."""
+    try:
+        return json.loads(await request.read())
+    except ValueError:
+        return None
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, *, latency_ms: float = 0, error_rate: float = 0.0,
+          seed: int = 0) -> None:
+    """Serve the fake until Ctrl-C (`orchestra fake-api`)."""
+
+    async def main() -> None:
+        api = FakeMessagesAPI(latency_ms=latency_ms, error_rate=error_rate, seed=seed)
+        url = await api.start(host, port)
+        print(f"Fake Anthropic Messages API on {url} (simulated responses; set ANTHROPIC_BASE_URL to this)",
+              file=sys.stderr)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await api.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
