@@ -83,7 +83,7 @@ def _render(template: Template, context: Mapping[str, Any]) -> tuple[str, str]:
 
 def fence(text: str) -> str:
     """Keep a worker's text from closing (or opening) the <worker_result> tag it is quoted in."""
-    return _FENCE.sub(lambda m: m.group(0).replace("worker_result", "worker-result"), text)
+    return _FENCE.sub(lambda m: m.group(0)[: -len("worker_result")] + "worker-result", text)
 
 
 def extract_summary(text: str, words: int, synthesis: str) -> tuple[str, bool]:
