@@ -141,3 +141,16 @@ def _wait_for_first_output(root: Path) -> Path:
             return outputs[0].parent.parent
         time.sleep(0.05)
     raise AssertionError("no worker finished within 60 s")
+
+
+def test_vars_reach_the_spec_as_yaml_values(tmp_path: Path) -> None:
+    spec = tmp_path / "vars.yaml"
+    spec.write_text("name: '{{ name }}'\ndomains:\n  - name: a\n    coordinator: Sum {{ n + 1 }} items.\n"
+                    "    workers:\n      - for_each: '{{ tickers }}'\n        task: 'Price of {{ item }}'\n")
+    done = orchestra("run", str(spec), "--provider", "offline", "--var", "name=prices", "--var", "n=2",
+                     "--var", "tickers=[AAPL, MSFT]", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "orchestration").iterdir()
+    assert folder.name.startswith("prices-")
+    written = (folder / "spec.yaml").read_text()
+    assert "Sum 3 items." in written and "Price of MSFT" in written
