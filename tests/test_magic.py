@@ -127,3 +127,18 @@ def test_loading_the_extension_imports_no_heavy_library() -> None:
     code = f"import sys, orchestra_magic.magic; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_orchestrate_stop_stops_a_background_run(shell: InteractiveShell) -> None:
+    shell.user_ns["slow"] = om.PythonProvider(_slow)
+    run = cell(shell, f"%%orchestrate --provider slow --background\n{SPEC.replace('range(n)', 'range(40)')}")
+    cell(shell, "%orchestrate_stop")
+    assert run.wait().status == "cancelled"
+    assert run.state.counts["done"] < run.state.total
+
+
+async def _slow(request: om.AgentRequest) -> str:
+    import asyncio
+
+    await asyncio.sleep(0.05)
+    return "Done."

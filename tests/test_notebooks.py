@@ -157,3 +157,33 @@ def test_the_stop_button_works_while_the_cell_is_executing(kernel: Any, tmp_path
     assert "Stopped:" in text_of(rest)
     summary = run_cell(kc, "print(run.status, run.state.counts['done'], run.state.total)")
     assert "cancelled" in summary
+
+
+FLAKY = """import orchestra_magic as om
+seen = set()
+def flaky(request):
+    if request.agent.endswith("-3") and request.agent not in seen:
+        seen.add(request.agent)
+        raise RuntimeError("first try fails")
+    return "A finding.\\nDone."
+flaky_provider = om.PythonProvider(flaky)
+"""
+
+
+def test_retry_failed_reruns_only_the_failed_agents_in_the_same_folder(kernel: Any, tmp_path: Path) -> None:
+    _, kc = kernel
+    run_cell(kc, "%load_ext orchestra_magic\n" + FLAKY)
+    msg_id = kc.execute(f"%%orchestrate --provider flaky_provider -o run\nattempts: 1\n{SLOW_SPEC}")
+    opened = collect(kc, msg_id, until=lambda m: False)
+    retry = next(m["content"]["comm_id"] for m in opened if m["msg_type"] == "comm_open"
+                 and m["content"]["data"]["state"].get("description") == "Retry failed")
+    first = run_cell(kc, "print(run.run_id, run.status, run.state.counts['failed'])").split()
+    assert first[1:] == ["failed", "2"]
+    click = {"comm_id": retry, "data": {"method": "custom", "content": {"event": "click"}}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    again = run_cell(kc, "finished = await run\nprint(finished.run_id, finished.status, "
+                         "sorted(finished.agents.set_index('agent').status.items()))")
+    run_id, status = again.split()[:2]
+    assert (run_id, status) == (first[0], "done")  # the same folder, now complete
+    assert "('d0-3', 'done')" in again and "('d0-1', 'skipped')" in again
+    assert "('coordinator:d0', 'done')" in again  # its input changed, so it ran again
