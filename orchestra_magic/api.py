@@ -78,15 +78,23 @@ async def prepared(
     Prompts(loaded.templates).check()
     options = RunOptions.resolve(provider, root, concurrency)
     backend = make_provider(options.provider)
-    prior_folder = _resume_folder(options.root, resume) if resume else None
-    prior = prior_folder.read_state() if prior_folder else None
-    await backend.start()
+    folder = _resume_folder(options.root, resume) if resume else None
+    if folder:
+        folder.lock()  # before reading: the state must not change under us
     try:
-        folder = prior_folder or RunFolder.create(options.root, loaded.name)
-        yield Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
-                     retry=retry, listeners=listeners)
+        prior = folder.read_state() if folder else None
+        await backend.start()
+        try:
+            if folder is None:
+                folder = RunFolder.create(options.root, loaded.name)
+                folder.lock()
+            yield Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
+                         retry=retry, listeners=listeners)
+        finally:
+            await backend.close()
     finally:
-        await backend.close()
+        if folder:
+            folder.unlock()
 
 
 async def arun(spec: SpecSource, **kwargs: Any) -> Run:

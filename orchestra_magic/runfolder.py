@@ -21,6 +21,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from .errors import RunFolderError
 from .events import Event, RunState, event_from_dict, event_to_dict
 
@@ -28,6 +30,7 @@ DEFAULT_ROOT = "orchestration"
 MANIFEST = "run.json"
 JOURNAL = "journal.jsonl"
 SPEC = "spec.yaml"
+LOCK = ".run.lock"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -54,6 +57,21 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()  # a notebook may change directory while the run goes on
         self._journal_fd: int | None = None
+        self._lock = FileLock(self.path / LOCK, timeout=0)
+
+    def lock(self) -> None:
+        """Claim the folder for this process, so two runs never write it at once. The OS drops the
+        claim if the process dies, so a killed run never leaves the folder locked."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise RunFolderError(
+                f"run {self.run_id} is in use by another run (it holds {self.path / LOCK}); "
+                "wait for it to finish or stop it, then resume"
+            ) from None
+
+    def unlock(self) -> None:
+        self._lock.release()
 
     @property
     def run_id(self) -> str:

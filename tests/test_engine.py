@@ -370,3 +370,23 @@ def test_the_engine_imports_no_notebook_widget_or_sdk_code() -> None:
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_run_folder_in_use_cannot_be_resumed_by_a_second_run(tmp_path: Path) -> None:
+    first = run(make_spec({"a": 1}), tmp_path)
+    holder = RunFolder.open(first.path)
+    holder.lock()
+    try:
+        with pytest.raises(om.RunFolderError, match="is in use by another run"):
+            run(make_spec({"a": 1}), tmp_path, resume=first.run_id)
+    finally:
+        holder.unlock()
+    assert run(make_spec({"a": 1}), tmp_path, resume=first.run_id).status == "done"
+
+
+def test_a_finished_resume_leaves_the_folder_free(tmp_path: Path) -> None:
+    first = run(make_spec({"a": 1}), tmp_path)
+    run(make_spec({"a": 1}), tmp_path, resume=first.run_id)
+    other = RunFolder.open(first.path)
+    other.lock()  # would raise if the resume had kept its claim
+    other.unlock()
