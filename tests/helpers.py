@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 
@@ -15,3 +17,14 @@ def make_spec(domains: dict[str, int], **settings: Any) -> dict[str, Any]:
             for name, n in domains.items()
         ],
     }
+
+
+def first_output(root: Path, timeout: float = 60) -> Path:
+    """Wait (bounded) until some run under `root` has a finished worker; return that run's folder."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(root.glob("*/workers/*.md"))
+        if found:
+            return found[0].parent.parent
+        time.sleep(0.05)
+    raise AssertionError(f"no worker finished within {timeout:g} s")

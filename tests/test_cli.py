@@ -8,12 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import first_output
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
@@ -103,7 +103,7 @@ def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
     with fake_api("--latency-ms", "300") as env:
         run = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "run", str(spec)], cwd=tmp_path,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        folder = _wait_for_first_output(tmp_path / "orchestration")
+        folder = first_output(tmp_path / "orchestration")
         run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=60)
         assert run.returncode == 130
@@ -132,15 +132,6 @@ def fake_api(*args: str) -> Iterator[dict[str, str]]:
         server.terminate()
         server.wait(10)
 
-
-def _wait_for_first_output(root: Path) -> Path:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        outputs = list(root.glob("*/workers/*.md"))
-        if outputs:
-            return outputs[0].parent.parent
-        time.sleep(0.05)
-    raise AssertionError("no worker finished within 60 s")
 
 
 def test_vars_reach_the_spec_as_yaml_values(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from helpers import first_output
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
@@ -111,15 +112,6 @@ def collect(kc: BlockingKernelClient, msg_id: str, until: Any, timeout: float = 
             return seen
     raise AssertionError(f"no matching message within {timeout} s")
 
-
-def first_output(root: Path) -> Path:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = list(root.glob("*/workers/*.md"))
-        if found:
-            return found[0].parent.parent
-        time.sleep(0.05)
-    raise AssertionError("no worker finished within 60 s")
 
 
 def text_of(messages: list[dict[str, Any]]) -> str:
