@@ -131,8 +131,8 @@ class Engine:
         self._snapshot()
         try:
             await self._schedule()
-        except asyncio.CancelledError:
-            self.stop("cancelled")
+        except BaseException as exc:  # cancelled from outside, or a bug: stop cleanly, then let it propagate
+            self.stop("cancelled" if isinstance(exc, asyncio.CancelledError) else f"stopped by an error: {exc!r}")
             await asyncio.gather(*self._running, return_exceptions=True)
             self._finish_run()
             raise
@@ -152,7 +152,10 @@ class Engine:
                 self._running[task] = plan
             if not self._running:
                 return
-            plan = self._running.pop(await finished.get())
+            task = await finished.get()
+            plan = self._running.pop(task)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error  # not an agent failure (those are recorded): a bug, so be loud
             if plan.worker:
                 waiting[plan.domain.name] -= 1
                 if not waiting[plan.domain.name]:
@@ -172,6 +175,8 @@ class Engine:
                                          input_tokens=old.input_tokens, output_tokens=old.output_tokens))
                 return
             await self._attempts(plan, request, digest)
+        except OSError as exc:  # the run folder could not be read or written (disk full, permissions)
+            self._fail(plan, f"file error: {exc.strerror or exc} ({exc.filename or self.folder.path})")
         except asyncio.CancelledError:
             self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping))
             raise

@@ -390,3 +390,35 @@ def test_a_finished_resume_leaves_the_folder_free(tmp_path: Path) -> None:
     other = RunFolder.open(first.path)
     other.lock()  # would raise if the resume had kept its claim
     other.unlock()
+
+
+def test_a_full_disk_fails_the_agent_with_a_clear_error_and_leaves_no_partial_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestra_magic import runfolder
+
+    real_replace = runfolder.os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(dst).endswith("a-2.md"):
+            raise OSError(28, "No space left on device", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runfolder.os, "replace", replace)
+    result = run(make_spec({"a": 3}), tmp_path)
+    agents = result.agents.set_index("agent")
+    assert agents.loc["a-2", "status"] == "failed"
+    assert agents.loc["a-2", "error"].startswith("file error: No space left on device")
+    assert agents.loc["coordinator:a", "status"] == "done"  # the domain goes on without it
+    assert not list(result.path.rglob("*.tmp")) and not (result.path / "workers" / "a-2.md").exists()
+
+
+def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Any, plan: Any, completion: Any, digest: str) -> None:
+        raise RuntimeError("bug in the engine")
+
+    monkeypatch.setattr(Engine, "_succeed", broken)
+    with pytest.raises(RuntimeError, match="bug in the engine"):
+        run(make_spec({"a": 3}), tmp_path)
+    (folder,) = (tmp_path / "runs").iterdir()
+    state = om.load_run(folder).state
+    assert state.status == "cancelled" and "bug in the engine" in state.reason
