@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.nativetypes import NativeEnvironment
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
@@ -183,7 +182,6 @@ class _Expander:
         self.lines = lines
         self.origin: dict[Path_, Path_] = {}  # expanded worker path -> the entry it came from
         self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-        self.native = NativeEnvironment(undefined=StrictUndefined)
 
     def error(self, message: str, path: Path_) -> SpecError:
         source = self.origin.get(path[:4], path[:4]) + path[4:]
@@ -217,8 +215,8 @@ class _Expander:
             return text
         try:
             return self.env.from_string(text).render(variables)
-        except TemplateError as exc:
-            raise self.error(f"template problem: {exc.message or exc}", path) from None
+        except Exception as exc:  # an expression may raise anything (1/0, a variable's own bug)
+            raise self.error(f"template problem: {_describe_exception(exc)}", path) from None
 
     def unroll(self, domain: dict[str, Any], path: Path_) -> list[Any]:
         """Turn ``for_each`` entries into plain workers and give unnamed workers ``<domain>-<n>`` ids."""
@@ -261,15 +259,24 @@ class _Expander:
         if isinstance(value, str):
             expression = value.strip().removeprefix("{{").removesuffix("}}").strip()
             try:
-                value = self.native.compile_expression(expression)(**self.variables)
-            except TemplateError as exc:
-                raise self.error(f"cannot evaluate {expression!r}: {exc.message or exc}", path) from None
+                value = self.env.compile_expression(expression)(**self.variables)
+            except Exception as exc:
+                raise self.error(f"cannot evaluate {expression!r}: {_describe_exception(exc)}", path) from None
         if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
             raise self.error(f"for_each needs a list of items, got {type(value).__name__}", path)
-        items = list(value)
+        try:
+            items = list(value)
+        except Exception as exc:
+            raise self.error(f"cannot list the items: {_describe_exception(exc)}", path) from None
         if not items:
             raise self.error("for_each produced no items", path)
         return items
+
+
+def _describe_exception(exc: Exception) -> str:
+    if isinstance(exc, TemplateError):
+        return exc.message or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _is_for_each(value: Any) -> bool:
