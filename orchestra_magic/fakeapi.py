@@ -285,6 +285,8 @@ class FakeMessagesAPI:
                 await asyncio.sleep(self.latency_ms / 1000)
             try:
                 response = await handler(request)
+            except ConnectionResetError:  # the client gave up (a stopped run): nothing to answer, nothing to log
+                return web.Response(status=499)
             except ApiError as exc:
                 response = self._error_response(exc)
             except web.HTTPException as exc:

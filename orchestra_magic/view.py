@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import ipywidgets as w
@@ -65,13 +66,14 @@ class DomainRow:
         self.preview.value = f"<pre style='{style}'>{html.escape(text)}</pre>"
 
     def render(self) -> None:
-        finished = sum(a.status in FINISHED for a in self.agents)
+        counts = Counter(a.status for a in self.agents)
+        done = counts["done"] + counts["skipped"]
         coordinator = next(a for a in self.agents if a.role == "coordinator")
-        failed = sum(a.status == "failed" for a in self.agents)
-        self.bar.value = finished
-        self.bar.bar_style = "danger" if failed else ("success" if finished == len(self.agents) else "info")
-        self.label.value = (f"<b>{html.escape(self.name)}</b> {finished}/{len(self.agents)} · coordinator "
-                            f"{_badge(coordinator.status)}" + (f" · {failed} failed" if failed else ""))
+        self.bar.value = sum(counts[s] for s in FINISHED)
+        self.bar.bar_style = "danger" if counts["failed"] else ("success" if done == len(self.agents) else "info")
+        extra = "".join(f" · {counts[s]} {s}" for s in ("running", "failed", "cancelled") if counts[s])
+        self.label.value = (f"<b>{html.escape(self.name)}</b> {done}/{len(self.agents)} done{extra} · "
+                            f"coordinator {_badge(coordinator.status)}")
         if self.details.children:
             self.table.value = _worker_table(self.agents)
 

@@ -1,0 +1,153 @@
+"""The widget tree in a real browser: JupyterLab on 127.0.0.1 driven by Playwright in Debian's chromium.
+
+Runs the quickstart notebook and watches the tree fill, then clicks Stop during a slow run while the
+cell is still executing. Screenshots go to test-artifacts/. Skipped where chromium or playwright is
+missing, unless ORCHESTRA_REQUIRE_BROWSER=1 (CI sets it), in which case that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SLOW_SPEC = "concurrency: 2\ndomains:\n" + "".join(
+    f"  - name: d{d}\n    coordinator: Sum up.\n    workers:\n"
+    + "".join(f"      - task: Task {i} of d{d}.\n" for i in range(20))
+    for d in range(2)
+)
+
+
+def _missing() -> str:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright)"
+    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
+        return "jupyterlab is not installed"
+    return ""
+
+
+if _missing():
+    if os.environ.get("ORCHESTRA_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"browser tests are required here, but {_missing()}")
+    pytest.skip(_missing(), allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """JupyterLab serving a copy of examples/, so runs land in a temp folder."""
+    root = tmp_path_factory.mktemp("lab")
+    for name in ("quickstart.ipynb", "quickstart.yaml"):
+        shutil.copy(REPO / "examples" / name, root / name)
+    slow = nbformat.v4.new_notebook()
+    slow.cells = [nbformat.v4.new_code_cell("%load_ext orchestra_magic\nfrom orchestra_magic.providers.anthropic "
+                                            "import OfflineProvider\nslow = OfflineProvider(latency_ms=400)"),
+                  nbformat.v4.new_code_cell(f"%%orchestrate --provider slow -o run\n{SLOW_SPEC}")]
+    slow.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(slow, root / "slow.ipynb")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    settings = root / ".lab-settings"  # render every cell (no windowing), no news pop-up
+    for name, value in (("notebook-extension/tracker", '{"windowingMode": "none"}'),
+                        ("apputils-extension/notification", '{"fetchNews": "false"}')):
+        target = settings / f"@jupyterlab/{name}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(value)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{base}/api/status?token={token}")
+        yield f"{base}/lab/workspaces/{{0}}/tree/{{0}}.ipynb?reset&token={token}", root  # a fresh workspace each
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def _wait_until_up(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.25)
+    raise AssertionError(f"JupyterLab did not answer within {timeout:g} s")
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def run_all(page: Any, url: str) -> None:
+    page.goto(url)
+    page.locator(".jp-Notebook").wait_for()
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel is ready
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def test_the_quickstart_fills_the_tree_and_returns_summaries(lab: tuple[str, Path], page: Any) -> None:
+    url, root = lab
+    run_all(page, url.format("quickstart"))
+    page.screenshot(path=ARTIFACTS / "quickstart-start.png")
+    header = page.locator(".widget-html", has_text="vector-db-review").first
+    header.wait_for()
+    page.screenshot(path=ARTIFACTS / "quickstart-running.png")
+    page.get_by_text("19 done · 0 running · 0 failed · 0 pending").wait_for()
+    page.locator("table.dataframe", has_text="performance").first.wait_for()
+    page.locator("button.widget-toggle-button", has_text="workers").first.click()  # open a domain: its worker rows appear
+    page.locator("table", has_text="perf-pinecone").first.wait_for()
+    page.screenshot(path=ARTIFACTS / "quickstart-done.png", full_page=True)
+    assert len(list((root / "orchestration").glob("*/synthesis/*.md"))) == 3
+
+
+def test_stop_works_while_the_cell_is_executing(lab: tuple[str, Path], page: Any) -> None:
+    url, root = lab
+    run_all(page, url.format("slow"))
+    page.get_by_text("running").first.wait_for()
+    page.wait_for_function("() => /[1-9]\\d* done · \\d+ running/.test(document.body.innerText)")
+    prompts = page.locator(".jp-InputPrompt").all_inner_texts()
+    assert "[*]:" in prompts  # the %%orchestrate cell is still executing
+    page.screenshot(path=ARTIFACTS / "stop-before.png")
+    page.locator("button.widget-button", has_text="Stop").click()
+    page.get_by_text("Stopped:").wait_for(timeout=30_000)
+    page.locator(".widget-html", has_text="cancelled").first.wait_for()
+    page.screenshot(path=ARTIFACTS / "stop-after.png")
+    (folder,) = (root / "orchestration").glob("run-*")  # the slow spec has no name
+    finished = len(list(folder.glob("workers/*.md")))
+    assert 0 < finished < 40
