@@ -66,7 +66,7 @@ class DomainRow:
         self.preview.value = f"<pre style='{style}'>{html.escape(text)}</pre>"
 
     def render(self) -> None:
-        counts = Counter(a.status for a in self.agents)
+        counts: Counter[str] = Counter(a.status for a in self.agents)
         done = counts["done"] + counts["skipped"]
         coordinator = next(a for a in self.agents if a.role == "coordinator")
         self.bar.value = sum(counts[s] for s in FINISHED)
