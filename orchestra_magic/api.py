@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._sync import run_sync
 from .engine import Engine, Listener, RetryPolicy
 from .errors import ConfigError
 from .prompts import Prompts
@@ -105,8 +104,12 @@ async def arun(spec: SpecSource, **kwargs: Any) -> Run:
 
 
 def run(spec: SpecSource, **kwargs: Any) -> Run:
-    """Blocking `arun`. Safe where an event loop is already running (a notebook cell)."""
-    return run_sync(arun(spec, **kwargs))
+    """Blocking `arun`. The run gets its own thread and event loop (see `live`), so this works where
+    a loop is already running (a notebook cell): "event loop is already running" cannot happen here.
+    Ctrl-C stops the run cleanly (files whole, resumable), then re-raises."""
+    from .live import start
+
+    return start(spec, **kwargs).wait()
 
 
 def _resume_folder(root: str, resume: str | os.PathLike[str]) -> RunFolder:

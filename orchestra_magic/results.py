@@ -48,11 +48,12 @@ class Run:
 
     def wait(self, tick: Callable[[], None] | None = None) -> Run:
         """Block until a background run ends; returns this `Run`. Ctrl-C stops the run, then re-raises."""
-        if self._background is not None:
-            from .live import wait
+        if self._background is None:
+            return self
+        from .live import wait
 
-            wait(self._background, tick)
-            self._background.future.result()  # re-raises what ended the run, if anything did
+        wait(self._background, tick)
+        self._background.future.result()  # re-raises what ended the run, if anything did
         self._waited()
         return self
 
