@@ -140,7 +140,8 @@ def test_stop_works_while_the_cell_is_executing(lab: tuple[str, Path], page: Any
     url, root = lab
     run_all(page, url.format("slow"))
     page.get_by_text("running").first.wait_for()
-    page.wait_for_function("() => /[1-9]\\d* done · \\d+ running/.test(document.body.innerText)")
+    header_with_a_done_agent = r"/(^|\s)[1-9]\d* done · \d+ running · \d+ failed/"  # the run's header line
+    page.wait_for_function(f"() => {header_with_a_done_agent}.test(document.body.innerText)")
     prompts = page.locator(".jp-InputPrompt").all_inner_texts()
     assert "[*]:" in prompts  # the %%orchestrate cell is still executing
     page.screenshot(path=ARTIFACTS / "stop-before.png")
