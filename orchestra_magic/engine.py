@@ -205,8 +205,9 @@ class Engine:
         self._fail(plan, f"gave up after {self.retry.attempts} attempts; last error: {error}")
 
     def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
+        """Journal first, then the file: if the process dies in between, the file is missing and a resume
+        redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
         text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
-        self.folder.write(plan.path, text)
         summary, cut, note = "", False, ""
         if plan.worker:
             note = worker_note(text)
@@ -216,6 +217,7 @@ class Engine:
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens, input_hash=digest, summary=summary, summary_cut=cut, note=note,
         ))
+        self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
 
     def _fail(self, plan: AgentPlan, error: str) -> None:
         self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error))

@@ -1,0 +1,73 @@
+"""A run killed with SIGKILL mid-flight leaves only whole files, and resuming it never asks the API
+again for an agent whose output was already on disk (requests counted at the fake server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import first_output
+
+from orchestra_magic.fakeapi import FakeMessagesAPI
+
+SPEC = "concurrency: 4\ndomains:\n" + "".join(
+    f"  - name: d{d}\n    coordinator: Sum up.\n    workers:\n"
+    + "".join(f"      - task: Task {i} of d{d}.\n" for i in range(12))
+    for d in range(2)
+)
+OUTPUT_FILE = re.compile(r"Your output file: workers/(\S+)\.md")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeMessagesAPI]:
+    """The fake API on its own thread, so this process can count what a CLI subprocess asks it."""
+    api = FakeMessagesAPI(latency_ms=150)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(api.start(), loop).result(10)
+    yield api
+    asyncio.run_coroutine_threadsafe(api.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def asked_workers(bodies: list[dict[str, Any]]) -> set[str]:
+    """The workers these Messages API requests were for (their prompt names their output file)."""
+    return {m.group(1) for body in bodies if (m := OUTPUT_FILE.search(body["messages"][0]["content"]))}
+
+
+def test_sigkill_mid_run_then_resume_redoes_nothing_already_on_disk(tmp_path: Path, fake: FakeMessagesAPI) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
+    command = [sys.executable, "-m", "orchestra_magic", "run", str(spec)]
+    victim = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = first_output(tmp_path / "orchestration")
+    deadline = time.monotonic() + 30
+    while len(list(folder.glob("workers/*.md"))) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)  # let a few more finish, so the kill lands mid-flight
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+
+    on_disk = {p.stem for p in folder.glob("workers/*.md")}
+    assert not list(folder.rglob(".*.tmp")), "a temporary file was left visible"
+    for path in folder.glob("workers/*.md"):
+        assert path.read_text().rstrip().endswith("."), f"{path.name} is not whole"
+    before = len(fake.requests)
+
+    resumed = subprocess.run([*command, "--resume", folder.name], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert on_disk and not on_disk & asked_workers(fake.requests[before:])
+    assert len({p.stem for p in folder.glob("workers/*.md")}) == 24
