@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--latency-ms", type=float, default=0.0)
     fake.add_argument("--error-rate", type=float, default=0.0)
     fake.add_argument("--seed", type=int, default=0)
+    fake.add_argument("--cut-rate", type=float, default=0.0, help="share of streams cut off halfway")
+    fake.add_argument("--stall-rate", type=float, default=0.0, help="share of answers that stall")
+    fake.add_argument("--stall-ms", type=float, default=5000.0, help="how long a stalled answer waits")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -103,7 +106,8 @@ def _show(args: argparse.Namespace) -> int:
 def _fake_api(args: argparse.Namespace) -> int:
     from .fakeapi import serve
 
-    serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed)
+    serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
+          cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms)
     return 0
 
 

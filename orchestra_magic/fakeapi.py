@@ -243,9 +243,14 @@ class FakeMessagesAPI:
     `responses` counts the responses sent by HTTP status."""
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
-                 retry_after_ms: int = 20) -> None:
+                 retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
+                 stall_ms: float = 5000) -> None:
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
         self.retry_after_ms = retry_after_ms
+        # Faults beyond error statuses: a stream cut off halfway (the connection drops), and an answer
+        # that stalls for `stall_ms` (longer than a client's timeout).
+        self.cut_rate, self.stall_rate, self.stall_ms = cut_rate, stall_rate, stall_ms
+        self.faults: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
         self.responses: Counter[int] = Counter()
         self._rng = random.Random(seed)
@@ -332,18 +337,29 @@ class FakeMessagesAPI:
         if (error := self._injected_error()) is not None:
             raise error
         message = _message(self._next_id("msg"), body["model"], reply)
+        if self._fault("stall", self.stall_rate):
+            await asyncio.sleep(self.stall_ms / 1000)
         if body.get("stream") is True:
-            return await self._stream(request, message, reply)
+            return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate))
         return web.json_response(message, headers=self._success_headers())
 
+    def _fault(self, kind: str, rate: float) -> bool:
+        hit = rate > 0 and self._rng.random() < rate
+        self.faults[kind] += hit
+        return hit
+
     async def _stream(self, request: web.Request, message: dict[str, Any],
-                      reply: _Reply) -> web.StreamResponse:
+                      reply: _Reply, cut: bool = False) -> web.StreamResponse:
         headers = {**self._success_headers(), "Content-Type": "text/event-stream"}
         response = web.StreamResponse(headers={**headers, "Cache-Control": "no-cache"})
         await response.prepare(request)
+        events = list(_stream_events(message, reply))
         with contextlib.suppress(ConnectionResetError):
-            for event in _stream_events(message, reply):
+            for event in events[: len(events) // 2] if cut else events:
                 await response.write(_sse(event))
+            if cut and request.transport is not None:
+                request.transport.abort()  # the connection drops mid-message, as a flaky network does
+                return response
             await response.write_eof()
         return response
 
@@ -362,12 +378,11 @@ async def _read_json(request: web.Request) -> Any:
         return None
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, *, latency_ms: float = 0, error_rate: float = 0.0,
-          seed: int = 0) -> None:
-    """Serve the fake until Ctrl-C (`orchestra fake-api`)."""
+def serve(host: str = "127.0.0.1", port: int = 8765, **options: Any) -> None:
+    """Serve the fake until Ctrl-C (`orchestra fake-api`); `options` as for `FakeMessagesAPI`."""
 
     async def main() -> None:
-        api = FakeMessagesAPI(latency_ms=latency_ms, error_rate=error_rate, seed=seed)
+        api = FakeMessagesAPI(**options)
         url = await api.start(host, port)
         print(f"Fake Anthropic Messages API on {url} (simulated responses; set ANTHROPIC_BASE_URL to this)",
               file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anthropic
+import httpx2  # the SDK's HTTP client (SDK 2.x)
 
 from ..errors import AgentError, ConfigError, TransientAgentError
 from .base import AgentRequest, Completion, Provider
@@ -70,7 +71,8 @@ class AnthropicProvider(Provider):
                 message = await stream.get_final_message()
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from None
-        except anthropic.APIConnectionError as exc:
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            # A stream cut off halfway surfaces as the transport's own error, not the SDK's.
             raise TransientAgentError(f"lost the connection to {self.base_url}: {exc}") from None
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
