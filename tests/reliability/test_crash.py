@@ -71,3 +71,32 @@ def test_sigkill_mid_run_then_resume_redoes_nothing_already_on_disk(tmp_path: Pa
     assert resumed.returncode == 0, resumed.stderr
     assert on_disk and not on_disk & asked_workers(fake.requests[before:])
     assert len({p.stem for p in folder.glob("workers/*.md")}) == 24
+
+
+def test_a_kernel_restarted_mid_run_leaves_a_folder_that_resumes_without_repeats(
+        tmp_path: Path, fake: FakeMessagesAPI) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env=env)
+    try:
+        kc.execute_interactive("%load_ext orchestra_magic", timeout=60)
+        kc.execute(f"%%orchestrate --provider anthropic\n{SPEC}")
+        folder = first_output(tmp_path / "orchestration")
+        deadline = time.monotonic() + 30
+        while len(list(folder.glob("workers/*.md"))) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        km.restart_kernel(now=True)  # the kernel process is killed, as a crash or a forced restart would
+        on_disk = {p.stem for p in folder.glob("workers/*.md")}
+        before = len(fake.requests)
+        kc.wait_for_ready(timeout=60)
+        kc.execute_interactive("%load_ext orchestra_magic", timeout=60)
+        reply = kc.execute_interactive(f"%%orchestrate --provider anthropic --resume {folder.name} -o again\n{SPEC}",
+                                       timeout=120)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert not list(folder.rglob(".*.tmp"))
+    assert on_disk and not on_disk & asked_workers(fake.requests[before:])
+    assert len(list(folder.glob("workers/*.md"))) == 24
