@@ -10,6 +10,7 @@ listeners (progress views) are told. Outputs are files; the engine keeps only su
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
@@ -64,7 +65,7 @@ class AgentPlan:
     path: str  # relative to the run folder
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         return "worker" if self.worker else "coordinator"
 
 
@@ -80,11 +81,9 @@ def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: Run
     for plan in plan_agents(spec):
         old = prior.agents.get(plan.key) if prior else None
         if old is not None and old.path == plan.path:
-            old.status = "pending"
-            agents[plan.key] = old
+            agents[plan.key] = dataclasses.replace(old, status="pending")
         else:
-            role: Role = "worker" if plan.worker else "coordinator"
-            agents[plan.key] = AgentState(plan.key, role, plan.domain.name, plan.path)
+            agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path)
     return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents)
 
 
@@ -281,7 +280,7 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
         system, prompt = prompts.render_coordinator({**base, "task": task, "results": quoted,
                                                      "synthesis_path": plan.path, "summary_words": spec.summary_words})
     return AgentRequest(
-        agent=plan.key, role="worker" if plan.worker else "coordinator", domain=domain.name, task=task,
+        agent=plan.key, role=plan.role, domain=domain.name, task=task,
         system=system, prompt=prompt, model=spec.model, max_tokens=spec.max_tokens,
         temperature=spec.temperature, inputs=inputs,
     )
