@@ -217,6 +217,10 @@ class _Job:
         self.render()
         if self.run.status == "cancelled":
             self.interrupted()
+        elif not isinstance(self.view, TextView):  # one line that survives where widgets do not render
+            from .view import header_text
+
+            print(header_text(self.run.state, time.time()))
         return self.run.summaries
 
     def interrupted(self) -> None:

@@ -78,6 +78,15 @@ class DomainRow:
             self.table.value = _worker_table(self.agents)
 
 
+class RunTree(w.VBox):  # type: ignore[misc]
+    """The tree's root. Its plain-text form is what text-only frontends (nbconvert to text) show."""
+
+    run_id = ""
+
+    def __repr__(self) -> str:
+        return f"<progress tree of run {self.run_id}: shown where widgets render; final status below>"
+
+
 class RunView:
     """The whole tree for one run. `attach` switches it to a new run (after Retry failed)."""
 
@@ -85,16 +94,15 @@ class RunView:
         self.run = run
         self.bar = w.IntProgress(value=0, min=0, max=run.state.total, layout=w.Layout(width="320px"))
         self.header = w.HTML()
-        self.message = w.HTML()
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
         self.retry_button = w.Button(description="Retry failed", icon="repeat", disabled=True)
         self.stop_button.on_click(lambda _: on_stop())
         self.retry_button.on_click(lambda _: on_retry())
         self.domains: list[DomainRow] = []
         self.domain_box = w.VBox()
-        self.widget = w.VBox([
-            w.HBox([self.bar, self.stop_button, self.retry_button]), self.header, self.message, self.domain_box,
-        ])
+        self.widget = RunTree([w.HBox([self.bar, self.stop_button, self.retry_button]), self.header,
+                               self.domain_box])
+        self.widget.run_id = run.run_id
         self.attach(run)
 
     def attach(self, run: Run) -> None:

@@ -54,6 +54,9 @@ def test_the_quickstart_notebook_runs_top_to_bottom_offline(workdir: Path) -> No
     assert errors == []
     summaries = next(i for i, c in enumerate(nb.cells) if c.source.startswith("%%orchestrate"))
     assert "performance" in outputs(nb, summaries) and "compliance" in outputs(nb, summaries)
+    # What a text-only reader of the notebook (nbconvert --to markdown, an LLM) sees of the tree:
+    assert "<progress tree of run vector-db-review-" in outputs(nb, summaries)
+    assert "[done] 19 done · 0 running · 0 failed · 0 pending" in outputs(nb, summaries)
     bars = progress_bars(nb)
     assert (19, 19) in bars  # the run's overall bar ended full: 16 workers + 3 coordinators
     assert all(value == maximum for value, maximum in bars)
