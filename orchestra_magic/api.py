@@ -139,7 +139,8 @@ class Plan:
         rows = "\n".join(f"| {d.name} | {len(d.workers)} | {d.coordinator} |" for d in self.spec.domains)
         return (
             f"**Plan for {self.spec.name}**: {self.agents} agents ({len(self.spec.domains)} coordinators), "
-            f"model `{self.spec.model}`, {self.spec.concurrency} in flight ({self.spec.schedule}). "
+            f"workers on `{self.spec.settings('worker').model}`, coordinators on "
+            f"`{self.spec.settings('coordinator').model}`, {self.spec.concurrency} in flight ({self.spec.schedule}). "
             f"Estimated input ≈ {self.input_tokens:,} tokens; output at most {self.max_output_tokens:,}.\n\n"
             f"| domain | workers | coordinator |\n|---|---|---|\n{rows}\n\n"
             f"**First worker's prompt**\n\n```text\n{self.worker_prompt[0]}\n\n{self.worker_prompt[1]}\n```\n\n"
@@ -166,5 +167,7 @@ def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None) -> Plan:
         request = render_request(loaded, prompts, agent, () if agent.worker else inputs)
         tokens += (len(request.system) + len(request.prompt)) // 4
         samples.setdefault(request.role, (request.system, request.prompt.replace(placeholder, "(worker result)")))
-    return Plan(loaded, samples["worker"], samples["coordinator"], tokens,
-                sum(len(d.workers) + 1 for d in loaded.domains) * loaded.max_tokens)
+    workers = sum(len(d.workers) for d in loaded.domains)
+    ceiling = (workers * loaded.settings("worker").max_tokens
+               + len(loaded.domains) * loaded.settings("coordinator").max_tokens)
+    return Plan(loaded, samples["worker"], samples["coordinator"], tokens, ceiling)

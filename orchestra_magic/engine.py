@@ -279,15 +279,17 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
                    "text": fence(r.text or "")} for r in inputs]
         system, prompt = prompts.render_coordinator({**base, "task": task, "results": quoted,
                                                      "synthesis_path": plan.path, "summary_words": spec.summary_words})
+    settings = spec.settings(plan.role)
     return AgentRequest(
-        agent=plan.key, role=plan.role, domain=domain.name, task=task,
-        system=system, prompt=prompt, model=spec.model, max_tokens=spec.max_tokens,
-        temperature=spec.temperature, inputs=inputs,
+        agent=plan.key, role=plan.role, domain=domain.name, task=task, system=system, prompt=prompt,
+        model=settings.model, max_tokens=settings.max_tokens, effort=settings.effort,
+        thinking=settings.thinking, inputs=inputs,
     )
 
 
 def input_hash(request: AgentRequest, provider: str) -> str:
     """What an agent's output depends on; a resumed run redoes an agent only when this changes."""
-    material = [provider, request.model, request.max_tokens, request.temperature, request.system, request.prompt]
+    material = [provider, request.model, request.max_tokens, request.effort, request.thinking,
+                request.system, request.prompt]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 

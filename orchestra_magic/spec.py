@@ -11,13 +11,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError
 
 from .errors import SpecError
 
@@ -49,6 +50,17 @@ def _check_text(value: str) -> str:
 
 
 SafeId = Annotated[StrictStr, AfterValidator(check_id)]
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+
+
+def _thinking_value(value: object) -> int | str:
+    """Extended thinking: "adaptive" (the model decides; recommended on current models) or a budget."""
+    if value == "adaptive" or (type(value) is int and 1024 <= value <= 128_000):
+        return value
+    raise ValueError(f"thinking takes 'adaptive' or a budget of 1024 to 128000 tokens, got {value!r}")
+
+
+Thinking = Annotated[int | str, PlainValidator(_thinking_value)]
 Text = Annotated[StrictStr, AfterValidator(_check_text)]
 
 
@@ -79,6 +91,32 @@ class Templates(_Model):
     coordinator: StrictStr | None = None
 
 
+class RoleSettings(_Model):
+    """One role's overrides (`roles.worker`, `roles.coordinator`); what is left out comes from the top
+    level. The usual choice: a cheap, fast model for the many workers, a stronger one for the few
+    coordinators."""
+
+    model: Text | None = None
+    max_tokens: StrictInt | None = Field(None, ge=1, le=200_000)
+    effort: Effort | None = None
+    thinking: Thinking | None = None
+
+
+class Roles(_Model):
+    worker: RoleSettings = RoleSettings()
+    coordinator: RoleSettings = RoleSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """The settings one agent call runs with, after role overrides."""
+
+    model: str
+    max_tokens: int
+    effort: Effort | None
+    thinking: Thinking | None  # "adaptive", a budget in tokens, or None for no extended thinking
+
+
 class Spec(_Model):
     """A whole run: settings plus domains. Every worker has an id once loaded."""
 
@@ -89,7 +127,9 @@ class Spec(_Model):
     attempts: StrictInt = Field(3, ge=1, le=20)
     timeout: float = Field(600.0, gt=0, le=86_400)
     max_tokens: StrictInt = Field(4096, ge=1, le=200_000)
-    temperature: float | None = Field(None, ge=0, le=1)
+    effort: Effort | None = None
+    thinking: Thinking | None = None
+    roles: Roles = Roles()
     summary_words: StrictInt = Field(150, ge=10, le=2000)
     context: StrictStr = ""
     templates: Templates = Templates()
@@ -99,13 +139,21 @@ class Spec(_Model):
     def workers(self) -> Iterable[tuple[Domain, Worker]]:
         return ((d, w) for d in self.domains for w in d.workers)
 
+    def settings(self, role: Literal["worker", "coordinator"]) -> AgentSettings:
+        """A role's settings: its override where it has one, else the top level's."""
+        override: RoleSettings = getattr(self.roles, role)
+        fields = ("model", "max_tokens", "effort", "thinking")
+        values = [getattr(self, f) if getattr(override, f) is None else getattr(override, f) for f in fields]
+        return AgentSettings(*values)
+
     def to_yaml(self) -> str:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~10x faster on 10,000 workers
         return yaml.dump(self.model_dump(mode="json"), Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 _FOR_EACH_KEYS = ("for_each", "as", "id", "task")
-_FIELDS: dict[str, type[_Model]] = {"": Spec, "domains": Domain, "workers": Worker, "templates": Templates}
+_FIELDS: dict[str, type[_Model]] = {"": Spec, "domains": Domain, "workers": Worker, "templates": Templates,
+                                    "roles": Roles, "worker": RoleSettings, "coordinator": RoleSettings}
 
 
 def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[str, Any] | None = None) -> Spec:
@@ -117,6 +165,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
     expanded = expander.expand(data)
     spec = _validate(expanded, expander)
     _check_unique(spec, expander)
+    _check_thinking(spec, expander)
     return spec
 
 
@@ -323,6 +372,18 @@ def _describe(err: Any) -> str:
     if err["type"] in ("literal_error", "value_error") or isinstance(err.get("input"), dict | list):
         return message
     return f"{message} (got {err['input']!r})"
+
+
+def _check_thinking(spec: Spec, expander: _Expander) -> None:
+    """The API's own rules for extended thinking, checked before anything is paid for."""
+    for role in ("worker", "coordinator"):
+        settings = spec.settings(role)
+        if not isinstance(settings.thinking, int):
+            continue
+        where = ("roles", role, "thinking") if getattr(spec.roles, role).thinking else ("thinking",)
+        if settings.max_tokens <= settings.thinking:
+            raise expander.error(f"{role}s' max_tokens ({settings.max_tokens}) must be larger than their "
+                                 f"thinking budget ({settings.thinking})", where)
 
 
 def _check_unique(spec: Spec, expander: _Expander) -> None:

@@ -86,3 +86,16 @@ def test_offline_needs_no_key_and_says_it_is_simulated(tmp_path: Path) -> None:
     assert result.status == "done"
     assert result.output("a-1").startswith(SIMULATED_MARK)
     assert result.state.provider == "offline"
+
+
+def test_workers_and_coordinators_use_their_own_model_and_settings(tmp_path: Path, api_key: str) -> None:
+    fake = FakeMessagesAPI()
+    roles = {"worker": {"model": "claude-haiku-5-5", "max_tokens": 1024, "effort": "low"},
+             "coordinator": {"model": "claude-opus-5-5", "max_tokens": 16000, "thinking": 4000}}
+    run_against(fake, tmp_path, make_spec({"a": 2}, model="claude-sonnet-5-5", roles=roles))
+    workers, coordinator = fake.requests[:2], fake.requests[2]
+    assert {(b["model"], b["max_tokens"], b["output_config"]["effort"]) for b in workers} == {
+        ("claude-haiku-5-5", 1024, "low")}
+    assert (coordinator["model"], coordinator["max_tokens"]) == ("claude-opus-5-5", 16000)
+    assert coordinator["thinking"] == {"type": "enabled", "budget_tokens": 4000}
+    assert "thinking" not in workers[0] and "output_config" not in coordinator

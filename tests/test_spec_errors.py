@@ -58,7 +58,8 @@ BAD_SPECS = [
                  "must be a variable name", id="for-each-bad-as"),
     pytest.param(worker_yaml("for_each: [a, a]", "id: 'w-{{ item }}'", "task: t"), "domains[0].workers[0].id", 6,
                  "worker id 'w-a' is used twice", id="for-each-duplicate-ids"),
-    pytest.param("temperature: 2\n" + OK_DOMAIN, "temperature", 1, "less than or equal to 1", id="temperature"),
+    pytest.param("effort: extreme\n" + OK_DOMAIN, "effort", 1, "'low', 'medium', 'high', 'xhigh' or 'max'",
+                 id="bad-effort"),
 ]
 
 
@@ -139,3 +140,27 @@ def test_the_written_spec_round_trips() -> None:
     spec = load_spec(MINIMAL)
     assert load_spec(spec.to_yaml()) == spec
     assert isinstance(load_spec(spec), Spec)
+
+
+@pytest.mark.parametrize(
+    ("settings", "path", "message"),
+    [
+        ({"roles": {"worker": {"modle": "x"}}}, "roles.worker.modle", "did you mean 'model'?"),
+        ({"roles": {"coordinator": {"thinking": 8000}}}, "roles.coordinator.thinking",
+         "coordinators' max_tokens (4096) must be larger than their thinking budget (8000)"),
+        ({"thinking": 500}, "thinking", "thinking takes 'adaptive' or a budget of 1024 to 128000 tokens, got 500"),
+        ({"roles": {"worker": {"thinking": "deep"}}}, "roles.worker.thinking", "'adaptive'"),
+        ({"roles": {"workers": {}}}, "roles.workers", "did you mean 'worker'?"),
+    ],
+)
+def test_role_settings_are_checked(settings: dict[str, Any], path: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_spec({**settings, "domains": [{"name": "a", "coordinator": "c", "workers": [{"task": "t"}]}]})
+    assert caught.value.path == path and message in str(caught.value)
+
+
+def test_a_role_inherits_what_it_does_not_override() -> None:
+    spec = load_spec({"model": "m-top", "max_tokens": 999, "roles": {"worker": {"model": "m-worker"}},
+                      "domains": [{"name": "a", "coordinator": "c", "workers": [{"task": "t"}]}]})
+    assert (spec.settings("worker").model, spec.settings("worker").max_tokens) == ("m-worker", 999)
+    assert spec.settings("coordinator").model == "m-top"

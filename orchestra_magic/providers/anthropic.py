@@ -59,7 +59,11 @@ class AnthropicProvider(Provider):
     async def complete(self, request: AgentRequest) -> Completion:
         if self._client is None:
             raise AgentError("the anthropic provider was not started")
-        extra: dict[str, Any] = {} if request.temperature is None else {"temperature": request.temperature}
+        extra: dict[str, Any] = {} if request.effort is None else {"output_config": {"effort": request.effort}}
+        if request.thinking == "adaptive":
+            extra["thinking"] = {"type": "adaptive"}
+        elif request.thinking is not None:
+            extra["thinking"] = {"type": "enabled", "budget_tokens": request.thinking}
         try:
             async with self._client.messages.stream(
                 model=request.model,

@@ -38,7 +38,8 @@ class AgentRequest:
     prompt: str
     model: str
     max_tokens: int
-    temperature: float | None = None
+    effort: str | None = None  # low, medium, high, xhigh, max
+    thinking: int | str | None = None  # "adaptive" or an extended-thinking budget in tokens
     inputs: tuple[WorkerResult, ...] = ()
 
 

@@ -14,7 +14,8 @@ from orchestra_magic.errors import SpecError
 from orchestra_magic.spec import Spec, load_spec
 
 KEYS = ["name", "model", "concurrency", "schedule", "attempts", "timeout", "domains", "workers", "coordinator",
-        "task", "id", "for_each", "as", "context", "templates", "worker", "max_tokens", "temperature", "x"]
+        "task", "id", "for_each", "as", "context", "templates", "worker", "max_tokens", "effort", "thinking", "roles",
+        "x"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=30), st.sampled_from(["{{ x }}", "{% for %}", "..", "con", "a/b", "{{ 1/0 }}"]))
 trees = st.recursive(scalars, lambda inner: st.one_of(
