@@ -99,3 +99,15 @@ def test_workers_and_coordinators_use_their_own_model_and_settings(tmp_path: Pat
     assert (coordinator["model"], coordinator["max_tokens"]) == ("claude-opus-5-5", 16000)
     assert coordinator["thinking"] == {"type": "enabled", "budget_tokens": 4000}
     assert "thinking" not in workers[0] and "output_config" not in coordinator
+
+
+def test_the_default_model_is_one_the_sdk_knows_and_has_not_deprecated() -> None:
+    from typing import get_args
+
+    from anthropic.resources.messages.messages import DEPRECATED_MODELS
+    from anthropic.types.model_param import ModelParam
+
+    from orchestra_magic.spec import DEFAULT_MODEL
+
+    known = get_args(get_args(ModelParam)[0])
+    assert DEFAULT_MODEL in known and DEFAULT_MODEL not in DEPRECATED_MODELS
