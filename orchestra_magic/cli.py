@@ -138,5 +138,5 @@ def print_run(result: Run, console: Console) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
     reason = f" ({state.reason})" if state.reason else ""
     console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in, "
-                       f"{state.output_tokens:,} out. Full texts: {result.path}"))
+                       f"{state.output_tokens:,} out; {state.economy()}. Full texts: {result.path}"))
 

@@ -165,6 +165,20 @@ class RunState:
     def finished(self) -> int:
         return sum(self.counts[s] for s in FINISHED)
 
+    @property
+    def parent_tokens(self) -> int:
+        """Tokens that reach the parent: the coordinators' summaries (about 4 characters a token). Set
+        against `output_tokens` (what all agents wrote) this is the method's whole point."""
+        return sum(len(a.summary) for a in self.agents.values() if a.role == "coordinator") // 4
+
+    def economy(self) -> str:
+        """One phrase for the context economy: what the parent holds against what the agents wrote."""
+        if not self.output_tokens:
+            return "nothing written yet"
+        ratio = self.output_tokens / max(1, self.parent_tokens)
+        return (f"the parent holds ~{self.parent_tokens:,} tokens of summaries for {self.output_tokens:,} "
+                f"written by the agents (1:{ratio:,.0f})")
+
     def elapsed(self, now: float) -> float:
         return (self.finished_at or now) - self.started_at
 

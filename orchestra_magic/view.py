@@ -147,7 +147,7 @@ def header_text(state: RunState, now: float, html_: bool = False) -> str:
     if not html_:
         return f"{state.run_id} [{state.status}] {counts} · {tokens} · {elapsed}"
     return (f"<b>{html.escape(state.run_id)}</b> {_badge(state.status)} &nbsp; {counts} &nbsp;·&nbsp; "
-            f"{tokens} &nbsp;·&nbsp; {elapsed}")
+            f"{tokens} &nbsp;·&nbsp; {elapsed}<br><small>Context economy: {state.economy()}</small>")
 
 
 def _badge(status: str) -> str:

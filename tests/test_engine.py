@@ -405,3 +405,17 @@ def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkey
     (folder,) = (tmp_path / "runs").iterdir()
     state = om.load_run(folder).state
     assert state.status == "cancelled" and "bug in the engine" in state.reason
+
+
+def test_the_run_reports_its_context_economy(tmp_path: Path) -> None:
+    def worker(request: AgentRequest) -> Completion:
+        return Completion("x " * 2000 + "\nDone.", 100, 1000)
+
+    def coordinator(request: AgentRequest) -> Completion:
+        return Completion("A long synthesis. " * 100 + "<summary>" + "word " * 40 + "</summary>", 5000, 800)
+
+    result = run(make_spec({"a": 5, "b": 5}), tmp_path, PythonProvider(worker, coordinator))
+    state = result.state
+    assert state.output_tokens == 10 * 1000 + 2 * 800
+    assert state.parent_tokens == 99  # two 40-word summaries of 199 characters each
+    assert state.economy() == "the parent holds ~99 tokens of summaries for 11,600 written by the agents (1:117)"
