@@ -14,7 +14,6 @@ from typing import Any, Literal
 Status = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 Role = Literal["worker", "coordinator"]
 RunStatus = Literal["running", "done", "failed", "cancelled"]
-STATUSES: tuple[Status, ...] = ("pending", "running", "done", "failed", "cancelled", "skipped")
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled", "skipped"})
 
 

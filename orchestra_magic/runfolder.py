@@ -19,7 +19,6 @@ import secrets
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -158,6 +157,3 @@ class RunFolder:
 
     def read_text(self, relative: str) -> str:
         return (self.path / relative).read_text(encoding="utf-8")
-
-    def manifest_dict(self) -> dict[str, Any]:
-        return self.read_state().to_dict()
