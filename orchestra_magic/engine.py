@@ -171,7 +171,9 @@ class Engine:
             if status in ("done", "skipped") and old_hash == digest and (self.folder.path / plan.path).is_file():
                 old = self.state.agents[plan.key]
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
-                                         input_tokens=old.input_tokens, output_tokens=old.output_tokens))
+                                         input_tokens=old.input_tokens, output_tokens=old.output_tokens,
+                                         cache_write_tokens=old.cache_write_tokens,
+                                         cache_read_tokens=old.cache_read_tokens))
                 return
             await self._attempts(plan, request, digest)
         except OSError as exc:  # the run folder could not be read or written (disk full, permissions)
@@ -214,7 +216,9 @@ class Engine:
             summary, cut = extract_summary(text, self.spec.summary_words, plan.path)
         self._emit(AgentFinished(
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens, input_hash=digest, summary=summary, summary_cut=cut, note=note,
+            output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
+            cache_read_tokens=completion.cache_read_tokens, input_hash=digest, summary=summary, summary_cut=cut,
+            note=note,
         ))
         self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
 

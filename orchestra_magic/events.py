@@ -42,6 +42,8 @@ class AgentFinished:
     status: Status
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
     error: str = ""
     input_hash: str = ""
     summary: str = ""  # coordinators: the short summary the parent keeps
@@ -88,6 +90,8 @@ class AgentState:
     attempts: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
     started_at: float | None = None
     finished_at: float | None = None
     error: str = ""
@@ -146,6 +150,7 @@ class RunState:
         self.input_tokens += event.input_tokens - agent.input_tokens
         self.output_tokens += event.output_tokens - agent.output_tokens
         agent.input_tokens, agent.output_tokens = event.input_tokens, event.output_tokens
+        agent.cache_write_tokens, agent.cache_read_tokens = event.cache_write_tokens, event.cache_read_tokens
         agent.finished_at, agent.error = event.at, event.error
         if event.status != "skipped":  # a skipped agent keeps what its earlier run recorded
             agent.input_hash, agent.summary = event.input_hash, event.summary

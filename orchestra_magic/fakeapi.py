@@ -29,7 +29,7 @@ import random
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from aiohttp.typedefs import Handler, Middleware
 SIMULATED_MARK = "[simulated]"
 CHUNK_CHARS = 40
 RATE_LIMIT = 4000
+MIN_CACHE_TOKENS = 1024  # shorter prefixes are not cached (the API's minimum for most models)
 _REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 529: "Overloaded"}
 _INJECTED = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}
 _HTTP_KINDS = {404: "not_found_error", 405: "not_found_error", 413: "request_too_large"}
@@ -154,8 +155,21 @@ def simulated_text(system: str, prompt: str, model: str) -> str:
 class _Reply:
     block: dict[str, Any]
     stop_reason: str
-    input_tokens: int
+    input_tokens: int  # not counting the cached prefix, as the real API reports it
     output_tokens: int
+    cache_write: int = 0
+    cache_read: int = 0
+
+
+def _cacheable_prefix(body: dict[str, Any]) -> str:
+    """The system text up to its last `cache_control` breakpoint ("" when there is none)."""
+    system = body.get("system")
+    if not isinstance(system, list):
+        return ""
+    marked = [i for i, b in enumerate(system) if isinstance(b, dict) and b.get("cache_control")]
+    if not marked:
+        return ""
+    return "\n".join(str(b.get("text", "")) for b in system[: marked[-1] + 1] if isinstance(b, dict))
 
 
 def _wants_tool(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -195,15 +209,15 @@ def _reply(body: dict[str, Any]) -> _Reply:
     return _Reply({"type": "text", "text": text}, stop, input_tokens, _tokens(text))
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+def _usage(reply: _Reply, output_tokens: int) -> dict[str, int]:
+    return {"input_tokens": reply.input_tokens, "output_tokens": output_tokens,
+            "cache_creation_input_tokens": reply.cache_write, "cache_read_input_tokens": reply.cache_read}
 
 
 def _message(msg_id: str, model: str, reply: _Reply) -> dict[str, Any]:
     return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [reply.block],
             "stop_reason": reply.stop_reason, "stop_sequence": None,
-            "usage": _usage(reply.input_tokens, reply.output_tokens)}
+            "usage": _usage(reply, reply.output_tokens)}
 
 
 def _deltas(block: dict[str, Any]) -> Iterator[dict[str, str]]:
@@ -219,7 +233,7 @@ def _deltas(block: dict[str, Any]) -> Iterator[dict[str, str]]:
 
 def _stream_events(message: dict[str, Any], reply: _Reply) -> Iterator[dict[str, Any]]:
     """The events of one streamed message, in the API's order; each event's name is its `type`."""
-    start = {**message, "content": [], "stop_reason": None, "usage": _usage(reply.input_tokens, 1)}
+    start = {**message, "content": [], "stop_reason": None, "usage": _usage(reply, 1)}
     yield {"type": "message_start", "message": start}
     empty = {**reply.block, "text": ""} if reply.block["type"] == "text" else {**reply.block, "input": {}}
     yield {"type": "content_block_start", "index": 0, "content_block": empty}
@@ -251,6 +265,8 @@ class FakeMessagesAPI:
         # that stalls for `stall_ms` (longer than a client's timeout).
         self.cut_rate, self.stall_rate, self.stall_ms = cut_rate, stall_rate, stall_ms
         self.faults: Counter[str] = Counter()
+        self.cache: Counter[str] = Counter()  # prompt-cache "write"s and "read"s
+        self._cached: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.responses: Counter[int] = Counter()
         self._rng = random.Random(seed)
@@ -336,12 +352,27 @@ class FakeMessagesAPI:
         reply = _reply(_validate(body, need_max_tokens=True))
         if (error := self._injected_error()) is not None:
             raise error
+        reply = self._cache(body, reply)
         message = _message(self._next_id("msg"), body["model"], reply)
         if self._fault("stall", self.stall_rate):
             await asyncio.sleep(self.stall_ms / 1000)
         if body.get("stream") is True:
             return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate))
         return web.json_response(message, headers=self._success_headers())
+
+    def _cache(self, body: dict[str, Any], reply: _Reply) -> _Reply:
+        """Prompt caching as the API does it: a prefix marked with `cache_control` and at least
+        `MIN_CACHE_TOKENS` long is written on first sight and read afterwards (per model)."""
+        prefix = _cacheable_prefix(body)
+        tokens = _tokens(prefix) if prefix else 0
+        if tokens < MIN_CACHE_TOKENS:
+            return reply
+        key = hashlib.sha256(f"{body['model']}\x00{prefix}".encode()).hexdigest()
+        hit = key in self._cached
+        self._cached.add(key)
+        self.cache[("read" if hit else "write")] += 1
+        rest = max(1, reply.input_tokens - tokens)
+        return replace(reply, input_tokens=rest, cache_read=tokens if hit else 0, cache_write=0 if hit else tokens)
 
     def _fault(self, kind: str, rate: float) -> bool:
         hit = rate > 0 and self._rng.random() < rate

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
                    "synthesis_path", "input_tokens", "output_tokens"]
-AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens", "seconds",
-                 "path", "error", "note"]
+AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens",
+                 "cache_write_tokens", "cache_read_tokens", "seconds", "path", "error", "note"]
 
 
 class Run:
@@ -125,7 +125,9 @@ class Run:
 
         rows = [
             {"agent": a.agent, "role": a.role, "domain": a.domain, "status": a.status, "attempts": a.attempts,
-             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "seconds": a.seconds,
+             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
+             "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
+             "seconds": a.seconds,
              "path": str(self.path / a.path), "error": a.error, "note": a.note}
             for a in self.state.agents.values()
         ]

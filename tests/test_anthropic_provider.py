@@ -111,3 +111,22 @@ def test_the_default_model_is_one_the_sdk_knows_and_has_not_deprecated() -> None
 
     known = get_args(get_args(ModelParam)[0])
     assert DEFAULT_MODEL in known and DEFAULT_MODEL not in DEPRECATED_MODELS
+
+
+def test_the_shared_prefix_is_cached_so_workers_after_the_first_read_it(tmp_path: Path, api_key: str) -> None:
+    fake = FakeMessagesAPI()
+    context = "Background every agent needs. " * 200  # about 1,500 tokens: over the cacheable minimum
+    result = run_against(fake, tmp_path, make_spec({"a": 6}, context=context, concurrency=1))
+    assert all(b["system"][0]["cache_control"] == {"type": "ephemeral"} for b in fake.requests)
+    workers = result.agents[result.agents.role == "worker"].set_index("agent")
+    assert workers.loc["a-1", "cache_write_tokens"] > 1000 and workers.loc["a-1", "cache_read_tokens"] == 0
+    later = workers.drop(index="a-1")
+    assert (later.cache_read_tokens == workers.loc["a-1", "cache_write_tokens"]).all()
+    assert (later.cache_write_tokens == 0).all() and (later.input_tokens < 200).all()  # only the task is full price
+    assert fake.cache == {"write": 2, "read": 5}  # one prefix for workers, one for the coordinator
+
+
+def test_a_short_prefix_is_not_cached(tmp_path: Path, api_key: str) -> None:
+    fake = FakeMessagesAPI()
+    result = run_against(fake, tmp_path, make_spec({"a": 3}, concurrency=1))
+    assert not fake.cache and (result.agents.cache_read_tokens == 0).all()

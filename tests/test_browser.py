@@ -128,7 +128,7 @@ def test_the_quickstart_fills_the_tree_and_returns_summaries(lab: tuple[str, Pat
     header = page.locator(".widget-html", has_text="vector-db-review").first
     header.wait_for()
     page.screenshot(path=ARTIFACTS / "quickstart-running.png")
-    page.get_by_text("19 done · 0 running · 0 failed · 0 pending").wait_for()
+    page.locator(".widget-html", has_text="19 done · 0 running · 0 failed · 0 pending").first.wait_for()
     page.locator("table.dataframe", has_text="performance").first.wait_for()
     page.locator("button.widget-toggle-button", has_text="workers").first.click()  # open a domain
     page.locator("table", has_text="perf-pinecone").first.wait_for()

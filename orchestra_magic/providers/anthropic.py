@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import anthropic
 import httpx2  # the SDK's HTTP client (SDK 2.x)
+from anthropic.types import TextBlockParam
 
 from ..errors import AgentError, ConfigError, TransientAgentError
 from .base import AgentRequest, Completion, Provider
@@ -32,10 +33,12 @@ class AnthropicProvider(Provider):
 
     name = "anthropic"
 
-    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 600.0) -> None:
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 600.0,
+                 cache_prompts: bool = True) -> None:
         self._api_key = api_key
         self.base_url = base_url
         self.timeout = timeout
+        self.cache_prompts = cache_prompts
         self._client: anthropic.AsyncAnthropic | None = None
 
     async def start(self) -> None:
@@ -68,7 +71,7 @@ class AnthropicProvider(Provider):
             async with self._client.messages.stream(
                 model=request.model,
                 max_tokens=request.max_tokens,
-                system=request.system,
+                system=self._system(request.system),
                 messages=[{"role": "user", "content": request.prompt}],
                 **extra,
             ) as stream:
@@ -80,7 +83,17 @@ class AnthropicProvider(Provider):
             raise TransientAgentError(f"lost the connection to {self.base_url}: {exc}") from None
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
-        return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "")
+        return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
+
+
+    def _system(self, text: str) -> list[TextBlockParam]:
+        """One cache breakpoint after the system prompt: it is the part every agent of a role shares
+        (instructions and the spec's context), so 30 workers pay full price for it about once."""
+        block: TextBlockParam = {"type": "text", "text": text}
+        if self.cache_prompts:
+            block["cache_control"] = {"type": "ephemeral"}
+        return [block]
 
 
 class OfflineProvider(AnthropicProvider):

@@ -46,10 +46,12 @@ class AgentRequest:
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
-    input_tokens: int = 0
+    input_tokens: int = 0  # billed at full price (a cached prefix is counted below instead)
     output_tokens: int = 0
     model: str = ""
     stop_reason: str = ""
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
 
 
 class Provider(abc.ABC):
