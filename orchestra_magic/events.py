@@ -178,7 +178,7 @@ class RunState:
     def economy(self) -> str:
         """One phrase for the context economy: what the parent holds against what the agents wrote."""
         if not self.output_tokens:
-            return "nothing written yet"
+            return "no token counts reported (yet)"
         ratio = self.output_tokens / max(1, self.parent_tokens)
         return (f"the parent holds ~{self.parent_tokens:,} tokens of summaries for {self.output_tokens:,} "
                 f"written by the agents (1:{ratio:,.0f})")
