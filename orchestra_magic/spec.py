@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError
 
@@ -34,8 +35,14 @@ Path_ = tuple[str | int, ...]
 
 def check_id(value: str) -> str:
     """Ids and domain names become file names, so only a safe, portable subset is allowed."""
+    if not value:
+        raise ValueError("must not be empty")
     if not _SAFE_ID.fullmatch(value):
-        raise ValueError(f"{value!r} is not a safe name: use only letters, digits, '-' and '_'")
+        # Name the culprit: a Cyrillic 'а' or a stray control character looks fine when printed.
+        bad = next(c for c in value if not _SAFE_ID.fullmatch(c))
+        what = f"{bad!r} (U+{ord(bad):04X} {unicodedata.name(bad, 'control character')})"
+        raise ValueError(f"{value!r} is not a safe name: it contains {what}; "
+                         "use only ASCII letters, digits, '-' and '_'")
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"{value[:20]!r}… is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
     if value.lower() in _RESERVED:
@@ -148,7 +155,20 @@ class Spec(_Model):
 
     def to_yaml(self) -> str:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~10x faster on 10,000 workers
-        return yaml.dump(self.model_dump(mode="json"), Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+        data = _protect(self.model_dump(mode="json"))
+        return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _protect(value: Any) -> Any:
+    """Wrap already expanded text that still holds Jinja markers in a raw block, so that loading
+    `Spec.to_yaml()` again (as `Run.retry_failed` does) gives the same spec instead of expanding twice."""
+    if isinstance(value, str):
+        return f"{{% raw %}}{value}{{% endraw %}}" if "{{" in value or "{%" in value else value
+    if isinstance(value, dict):
+        return {k: _protect(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_protect(v) for v in value]
+    return value
 
 
 _FOR_EACH_KEYS = ("for_each", "as", "id", "task")
@@ -160,10 +180,13 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
     """Load and validate a spec from YAML text, a ``.yaml`` path, a dict, or an already loaded `Spec`."""
     if isinstance(source, Spec):
         return source
-    data, lines = _read(source)
-    expander = _Expander(dict(variables or {}), lines)
-    expanded = expander.expand(data)
-    spec = _validate(expanded, expander)
+    try:
+        data, lines = _read(source)
+        expander = _Expander(dict(variables or {}), lines)
+        expanded = expander.expand(data)
+        spec = _validate(expanded, expander)
+    except RecursionError:  # `a: &a [*a]`, or thousands of nested lists
+        raise SpecError("the spec is nested too deeply, or a YAML alias refers to itself") from None
     _check_unique(spec, expander)
     _check_thinking(spec, expander)
     return spec
@@ -172,6 +195,8 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
 def _read(source: str | Path | Mapping[str, Any]) -> tuple[Any, dict[Path_, int]]:
     if isinstance(source, Mapping):
         return dict(source), {}
+    if not isinstance(source, str | Path):
+        raise SpecError(f"a spec is YAML text, a .yaml path or a dict, not a {type(source).__name__}")
     if isinstance(source, Path) or (
         "\n" not in source and source.strip().lower().endswith((".yaml", ".yml"))
     ):
@@ -270,6 +295,7 @@ class _Expander:
     def unroll(self, domain: dict[str, Any], path: Path_) -> list[Any]:
         """Turn ``for_each`` entries into plain workers and give unnamed workers ``<domain>-<n>`` ids."""
         workers: list[Any] = []
+        origin: dict[Path_, Path_] = {}  # kept apart until the end: errors raised here name source paths
         name = domain.get("name")
         prefix = name if isinstance(name, str) and _SAFE_ID.fullmatch(name) else "worker"
         for index, entry in enumerate(domain["workers"]):
@@ -277,12 +303,14 @@ class _Expander:
             produced = self.for_each(entry, entry_path) if _is_for_each(entry) else [entry]
             for worker in produced:
                 new_path = (*path, "workers", len(workers))
-                self.origin[new_path] = entry_path
+                origin[new_path] = entry_path
                 if isinstance(worker, dict) and worker.get("id") is None:
-                    worker = {"id": f"{prefix}-{len(workers) + 1}", **worker}
+                    suffix = f"-{len(workers) + 1}"  # a long domain name is cut so the id stays within the limit
+                    worker = {"id": prefix[: MAX_ID_LENGTH - len(suffix)] + suffix, **worker}
                 workers.append(worker)
                 if len(workers) > MAX_WORKERS:
                     raise self.error(f"more than {MAX_WORKERS:,} workers in one domain", entry_path)
+        self.origin.update(origin)
         return workers
 
     def for_each(self, entry: dict[str, Any], path: Path_) -> list[dict[str, Any]]:
@@ -308,11 +336,15 @@ class _Expander:
         if isinstance(value, str):
             expression = value.strip().removeprefix("{{").removesuffix("}}").strip()
             try:
-                value = self.env.compile_expression(expression)(**self.variables)
+                # The variables go in as one dict: as keywords, a variable named `self` would clash.
+                value = self.env.compile_expression(expression, undefined_to_none=False)(self.variables)
+                if isinstance(value, Undefined):
+                    str(value)  # StrictUndefined raises here, naming the missing variable
             except Exception as exc:
                 raise self.error(f"cannot evaluate {expression!r}: {_describe_exception(exc)}", path) from None
         if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-            raise self.error(f"for_each needs a list of items, got {type(value).__name__}", path)
+            got = "nothing" if value is None else type(value).__name__
+            raise self.error(f"for_each needs a list of items, got {got}", path)
         try:
             items = list(value)
         except Exception as exc:
@@ -368,6 +400,11 @@ def _describe(err: Any) -> str:
         return f"missing required key {loc[-1]!r}"
     if err["type"] == "too_short":
         return "needs at least one entry"
+    if err["type"] in ("tuple_type", "model_type"):
+        shape = "a list (one '- ' entry per item)" if err["type"] == "tuple_type" else "a mapping of `key: value`"
+        value = err.get("input")
+        got = "nothing" if value is None else "a list" if isinstance(value, list) else repr(value)
+        return f"should be {shape}, got {got}"
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] in ("literal_error", "value_error") or isinstance(err.get("input"), dict | list):
         return message
@@ -387,20 +424,22 @@ def _check_thinking(spec: Spec, expander: _Expander) -> None:
 
 
 def _check_unique(spec: Spec, expander: _Expander) -> None:
-    seen_domains: dict[str, int] = {}
-    seen_workers: dict[str, str] = {}
+    # Names and ids become file names, and macOS and Windows do not tell 'A.md' from 'a.md'.
+    seen_domains: dict[str, tuple[str, int]] = {}
+    seen_workers: dict[str, tuple[str, str]] = {}
     for d_index, domain in enumerate(spec.domains):
-        if domain.name in seen_domains:
-            raise expander.error(
-                f"domain name {domain.name!r} is used twice (also domains[{seen_domains[domain.name]}])",
-                ("domains", d_index, "name"),
-            )
-        seen_domains[domain.name] = d_index
+        if domain.name.lower() in seen_domains:
+            other, o_index = seen_domains[domain.name.lower()]
+            clash = "is used twice" if other == domain.name else f"differs only in case from {other!r}"
+            raise expander.error(f"domain name {domain.name!r} {clash} (also domains[{o_index}])",
+                                 ("domains", d_index, "name"))
+        seen_domains[domain.name.lower()] = (domain.name, d_index)
         for w_index, worker in enumerate(domain.workers):
-            if worker.id in seen_workers:
+            if worker.id.lower() in seen_workers:
+                other, o_domain = seen_workers[worker.id.lower()]
+                clash = "is used twice" if other == worker.id else f"differs only in case from {other!r}"
                 raise expander.error(
-                    f"worker id {worker.id!r} is used twice (also in domain {seen_workers[worker.id]!r}); "
-                    "ids must be unique within the run",
+                    f"worker id {worker.id!r} {clash} (also in domain {o_domain!r}); ids must be unique within the run",
                     ("domains", d_index, "workers", w_index, "id"),
                 )
-            seen_workers[worker.id] = domain.name
+            seen_workers[worker.id.lower()] = (worker.id, domain.name)
