@@ -179,6 +179,8 @@ class RunState:
         """One phrase for the context economy: what the parent holds against what the agents wrote."""
         if not self.output_tokens:
             return "no token counts reported (yet)"
+        if not self.parent_tokens:
+            return f"no summaries yet; the agents have written {self.output_tokens:,} tokens"
         ratio = self.output_tokens / max(1, self.parent_tokens)
         return (f"the parent holds ~{self.parent_tokens:,} tokens of summaries for {self.output_tokens:,} "
                 f"written by the agents (1:{ratio:,.0f})")

@@ -69,8 +69,9 @@ class DomainRow:
         counts: Counter[str] = Counter(a.status for a in self.agents)
         done = counts["done"] + counts["skipped"]
         coordinator = next(a for a in self.agents if a.role == "coordinator")
-        self.bar.value = sum(counts[s] for s in FINISHED)
-        self.bar.bar_style = "danger" if counts["failed"] else ("success" if done == len(self.agents) else "info")
+        self.bar.value = sum(counts[s] for s in FINISHED) - counts["cancelled"]  # work done, not work dropped
+        style = "danger" if counts["failed"] else "warning" if counts["cancelled"] else "info"
+        self.bar.bar_style = "success" if done == len(self.agents) else style
         extra = "".join(f" · {counts[s]} {s}" for s in ("running", "failed", "cancelled") if counts[s])
         self.label.value = (f"<b>{html.escape(self.name)}</b> {done}/{len(self.agents)} done{extra} · "
                             f"coordinator {_badge(coordinator.status)}")
@@ -117,12 +118,13 @@ class RunView:
 
     def render(self) -> None:
         state = self.run.state
-        self.bar.value = state.finished
+        self.bar.value = state.finished - state.counts["cancelled"]
         self.bar.bar_style = _BAR_STYLE.get(state.status, "") if state.status != "running" else (
             "danger" if state.counts["failed"] else "info")
         self.header.value = header_text(state, time.time(), html_=True)
         running = state.status == "running"
         self.stop_button.disabled = not running
+        self.stop_button.button_style = "danger" if running else ""  # a spent Stop should not look live
         self.retry_button.disabled = running or not (state.counts["failed"] or state.counts["cancelled"]
                                                      or state.counts["pending"])
         for domain in self.domains:
