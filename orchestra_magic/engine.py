@@ -287,7 +287,8 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
     return AgentRequest(
         agent=plan.key, role=plan.role, domain=domain.name, task=task, system=system, prompt=prompt,
         model=settings.model, max_tokens=settings.max_tokens, effort=settings.effort,
-        thinking=settings.thinking, inputs=inputs,
+        thinking=settings.thinking, mode=settings.mode, tools=settings.tools,
+        max_tool_turns=settings.max_tool_turns, inputs=inputs,
     )
 
 
@@ -295,5 +296,7 @@ def input_hash(request: AgentRequest, provider: str) -> str:
     """What an agent's output depends on; a resumed run redoes an agent only when this changes."""
     material = [provider, request.model, request.max_tokens, request.effort, request.thinking,
                 request.system, request.prompt]
+    if request.tools:  # added only when used, so runs without tools keep their hashes
+        material += [list(request.tools), request.max_tool_turns]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 

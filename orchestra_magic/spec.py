@@ -58,6 +58,7 @@ def _check_text(value: str) -> str:
 
 SafeId = Annotated[StrictStr, AfterValidator(check_id)]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
+Mode = Literal["messages", "batch"]  # batch: the Message Batches API, half price, for runs that can wait
 
 
 def _thinking_value(value: object) -> int | str:
@@ -107,6 +108,9 @@ class RoleSettings(_Model):
     max_tokens: StrictInt | None = Field(None, ge=1, le=200_000)
     effort: Effort | None = None
     thinking: Thinking | None = None
+    mode: Mode | None = None
+    tools: tuple[Text, ...] | None = None
+    max_tool_turns: StrictInt | None = Field(None, ge=1, le=100)
 
 
 class Roles(_Model):
@@ -122,6 +126,9 @@ class AgentSettings:
     max_tokens: int
     effort: Effort | None
     thinking: Thinking | None  # "adaptive", a budget in tokens, or None for no extended thinking
+    mode: Mode
+    tools: tuple[str, ...]  # server tools (web_search, web_fetch, code_execution) or Python tools by name
+    max_tool_turns: int  # how many tool-use round trips one agent may take
 
 
 class Spec(_Model):
@@ -136,6 +143,10 @@ class Spec(_Model):
     max_tokens: StrictInt = Field(4096, ge=1, le=200_000)
     effort: Effort | None = None
     thinking: Thinking | None = None
+    mode: Mode = "messages"
+    tools: tuple[Text, ...] = ()
+    max_tool_turns: StrictInt = Field(8, ge=1, le=100)
+    budget_usd: float | None = Field(None, gt=0)
     roles: Roles = Roles()
     summary_words: StrictInt = Field(150, ge=10, le=2000)
     context: StrictStr = ""
@@ -149,7 +160,7 @@ class Spec(_Model):
     def settings(self, role: Literal["worker", "coordinator"]) -> AgentSettings:
         """A role's settings: its override where it has one, else the top level's."""
         override: RoleSettings = getattr(self.roles, role)
-        fields = ("model", "max_tokens", "effort", "thinking")
+        fields = ("model", "max_tokens", "effort", "thinking", "mode", "tools", "max_tool_turns")
         values = [getattr(self, f) if getattr(override, f) is None else getattr(override, f) for f in fields]
         return AgentSettings(*values)
 
@@ -365,7 +376,9 @@ def _is_for_each(value: Any) -> bool:
 
 
 def _unknown_key(key: object, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    # Swapped letters ('modle') are the commonest typo; difflib alone would offer 'mode' for it.
+    close = [k for k in known if sorted(k) == sorted(str(key))]
+    close = close or difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
     return f"unknown key {key!r}{hint}"
 

@@ -40,6 +40,9 @@ class AgentRequest:
     max_tokens: int
     effort: str | None = None  # low, medium, high, xhigh, max
     thinking: int | str | None = None  # "adaptive" or an extended-thinking budget in tokens
+    mode: str = "messages"  # or "batch": send through the Message Batches API
+    tools: tuple[str, ...] = ()  # tool names, resolved by the provider
+    max_tool_turns: int = 8
     inputs: tuple[WorkerResult, ...] = ()
 
 
@@ -52,6 +55,7 @@ class Completion:
     stop_reason: str = ""
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    batch: bool = False  # answered through the Message Batches API (billed at half price)
 
 
 class Provider(abc.ABC):
