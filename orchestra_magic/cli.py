@@ -137,6 +137,7 @@ def print_run(result: Run, console: Console) -> None:
     state = result.state
     counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
     reason = f" ({state.reason})" if state.reason else ""
+    cost = f" Cost: {state.cost()}." if state.cost() else ""
     console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in, "
-                       f"{state.output_tokens:,} out; {state.economy()}. Full texts: {result.path}"))
+                       f"{state.output_tokens:,} out; {state.economy()}.{cost} Full texts: {result.path}"))
 

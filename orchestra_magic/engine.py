@@ -31,6 +31,7 @@ from .events import (
     RunState,
     RunStatus,
 )
+from .pricing import cost_usd
 from .prompts import Prompts, extract_summary, fence, worker_note
 from .providers.base import AgentRequest, Completion, Provider, WorkerResult
 from .runfolder import SPEC, RunFolder
@@ -118,6 +119,7 @@ class Engine:
         self._running: dict[asyncio.Task[None], AgentPlan] = {}
         self._snapshot_every = snapshot_every
         self._last_snapshot = 0.0
+        self._spent, self._priced = 0.0, 0  # what this session's answers cost, and how many were priced
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""
@@ -144,7 +146,8 @@ class Engine:
         finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         while True:
             wave_open = self.spec.schedule == "pool" or not self._running
-            while ready and wave_open and not self._stopping and len(self._running) < self.concurrency:
+            while (ready and wave_open and not self._stopping and len(self._running) < self.concurrency
+                   and not self._budget_reached()):
                 plan = ready.popleft()
                 task = asyncio.create_task(self._run_agent(plan), name=plan.key)
                 task.add_done_callback(finished.put_nowait)
@@ -161,6 +164,19 @@ class Engine:
                     ready.appendleft(self.plans[f"coordinator:{plan.domain.name}"])
             self._maybe_snapshot()
 
+    def _budget_reached(self) -> bool:
+        """True once what was spent, plus what the agents in flight will likely cost (the average so far),
+        reaches `budget_usd`; the run then starts nothing new and lets the agents in flight finish."""
+        budget = self.spec.budget_usd
+        if budget is None:
+            return False
+        likely = self._spent + len(self._running) * (self._spent / self._priced if self._priced else 0.0)
+        if likely < budget:
+            return False
+        self._stopping = (f"the budget of ${budget:,.2f} was reached (${self._spent:,.4f} spent, "
+                          f"{len(self._running)} agents still finishing); raise budget_usd and resume to go on")
+        return True
+
     async def _run_agent(self, plan: AgentPlan) -> None:
         try:
             request = self._request(plan)
@@ -173,7 +189,7 @@ class Engine:
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
                                          input_tokens=old.input_tokens, output_tokens=old.output_tokens,
                                          cache_write_tokens=old.cache_write_tokens,
-                                         cache_read_tokens=old.cache_read_tokens))
+                                         cache_read_tokens=old.cache_read_tokens, cost_usd=old.cost_usd))
                 return
             await self._attempts(plan, request, digest)
         except OSError as exc:  # the run folder could not be read or written (disk full, permissions)
@@ -209,6 +225,9 @@ class Engine:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
         text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
+        cost = _cost(completion)
+        if cost is not None:
+            self._spent, self._priced = self._spent + cost, self._priced + 1
         summary, cut, note = "", False, ""
         if plan.worker:
             note = worker_note(text)
@@ -217,8 +236,8 @@ class Engine:
         self._emit(AgentFinished(
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
-            cache_read_tokens=completion.cache_read_tokens, input_hash=digest, summary=summary, summary_cut=cut,
-            note=note,
+            cache_read_tokens=completion.cache_read_tokens, cost_usd=cost, input_hash=digest,
+            summary=summary, summary_cut=cut, note=note,
         ))
         self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
 
@@ -256,6 +275,10 @@ class Engine:
         self._last_snapshot = self.clock()
 
     def _finish_run(self) -> None:
+        if self._stopping:  # agents never started end too, saying why (a resume runs them)
+            for agent in [a for a in self.state.agents.values() if a.status == "pending"]:
+                self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="cancelled",
+                                         error=f"not started: {self._stopping}"))
         counts = self.state.counts
         status: RunStatus
         if self._stopping:
@@ -267,6 +290,14 @@ class Engine:
         self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
         self._snapshot()
         self.folder.close()
+
+
+def _cost(completion: Completion) -> float | None:
+    """Priced by the model that answered (the API reports it); code providers name none, so cost None."""
+    if not completion.model:
+        return None
+    return cost_usd(completion.model, completion.input_tokens, completion.output_tokens,
+                    completion.cache_write_tokens, completion.cache_read_tokens, batch=completion.batch)
 
 
 def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[WorkerResult, ...]) -> AgentRequest:

@@ -44,6 +44,7 @@ class AgentFinished:
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    cost_usd: float | None = None  # None: no price is known for the model (or no model: python provider)
     error: str = ""
     input_hash: str = ""
     summary: str = ""  # coordinators: the short summary the parent keeps
@@ -62,6 +63,10 @@ Event = AgentStarted | AgentRetrying | AgentFinished | RunFinished
 _EVENT_TYPES: dict[str, type[Event]] = {
     t.__name__: t for t in (AgentStarted, AgentRetrying, AgentFinished, RunFinished)
 }
+
+
+def _unpriced(cost: float | None, input_tokens: int) -> int:
+    return int(cost is None and input_tokens > 0)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
@@ -92,6 +97,7 @@ class AgentState:
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    cost_usd: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
     error: str = ""
@@ -122,11 +128,15 @@ class RunState:
     counts: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0  # what the agents with a known price cost; see `unpriced`
+    unpriced: int = 0  # finished agents that reported tokens for a model with no known price
 
     def __post_init__(self) -> None:
         self.counts = Counter(a.status for a in self.agents.values())
         self.input_tokens = sum(a.input_tokens for a in self.agents.values())
         self.output_tokens = sum(a.output_tokens for a in self.agents.values())
+        self.cost_usd = sum(a.cost_usd or 0.0 for a in self.agents.values())
+        self.unpriced = sum(1 for a in self.agents.values() if _unpriced(a.cost_usd, a.input_tokens))
 
     def apply(self, event: Event) -> None:
         """The reducer: O(1) per event, so progress stays cheap at 10,000 agents."""
@@ -149,7 +159,10 @@ class RunState:
         self._set_status(agent, event.status)
         self.input_tokens += event.input_tokens - agent.input_tokens
         self.output_tokens += event.output_tokens - agent.output_tokens
+        self.cost_usd += (event.cost_usd or 0.0) - (agent.cost_usd or 0.0)
+        self.unpriced += _unpriced(event.cost_usd, event.input_tokens) - _unpriced(agent.cost_usd, agent.input_tokens)
         agent.input_tokens, agent.output_tokens = event.input_tokens, event.output_tokens
+        agent.cost_usd = event.cost_usd
         agent.cache_write_tokens, agent.cache_read_tokens = event.cache_write_tokens, event.cache_read_tokens
         agent.finished_at, agent.error = event.at, event.error
         if event.status != "skipped":  # a skipped agent keeps what its earlier run recorded
@@ -184,6 +197,14 @@ class RunState:
         ratio = self.output_tokens / max(1, self.parent_tokens)
         return (f"the parent holds ~{self.parent_tokens:,} tokens of summaries for {self.output_tokens:,} "
                 f"written by the agents (1:{ratio:,.0f})")
+
+    def cost(self) -> str:
+        """The running cost as shown to people ("" while nothing is priced, e.g. python providers);
+        agents whose model has no known price are counted, never shown as $0."""
+        if not self.cost_usd:
+            return f"cost unknown ({self.unpriced} agents unpriced)" if self.unpriced else ""
+        dollars = f"${self.cost_usd:,.4f}" if self.cost_usd < 1 else f"${self.cost_usd:,.2f}"
+        return f"{dollars} + {self.unpriced} unpriced" if self.unpriced else dollars
 
     def elapsed(self, now: float) -> float:
         return (self.finished_at or now) - self.started_at

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from .live import Background
 
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
-                   "synthesis_path", "input_tokens", "output_tokens"]
+                   "synthesis_path", "input_tokens", "output_tokens", "cost_usd"]
 AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens",
-                 "cache_write_tokens", "cache_read_tokens", "seconds", "path", "error", "note"]
+                 "cache_write_tokens", "cache_read_tokens", "cost_usd", "seconds", "path", "error", "note"]
 
 
 class Run:
@@ -116,8 +116,9 @@ class Run:
                 "synthesis_path": str(self.path / coordinator.path),
                 "input_tokens": sum(a.input_tokens for a in members),
                 "output_tokens": sum(a.output_tokens for a in members),
+                "cost_usd": _total_cost(members),
             })
-        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({"cost_usd": float})  # None -> NaN
 
     @property
     def agents(self) -> pd.DataFrame:
@@ -127,11 +128,11 @@ class Run:
             {"agent": a.agent, "role": a.role, "domain": a.domain, "status": a.status, "attempts": a.attempts,
              "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
              "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
-             "seconds": a.seconds,
+             "cost_usd": a.cost_usd, "seconds": a.seconds,
              "path": str(self.path / a.path), "error": a.error, "note": a.note}
             for a in self.state.agents.values()
         ]
-        return pd.DataFrame(rows, columns=AGENT_COLUMNS)
+        return pd.DataFrame(rows, columns=AGENT_COLUMNS).astype({"cost_usd": float})
 
     def read_text(self, relative: str) -> str:
         """A file of the run folder, by its path relative to the folder (as in `AgentState.path`)."""
@@ -152,6 +153,13 @@ class Run:
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.state.counts.items()) if n)
         return f"<Run {self.run_id} {self.status}: {counts}; {self.path}>"
+
+
+def _total_cost(agents: list[AgentState]) -> float | None:
+    """A domain's cost; None (NaN in the frame) when an agent that used tokens has no known price."""
+    if any(a.cost_usd is None and a.input_tokens for a in agents):
+        return None
+    return sum(a.cost_usd or 0.0 for a in agents)
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:

@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError
 
 from .errors import SpecError
+from .pricing import price_of
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 MAX_ID_LENGTH = 64
@@ -200,6 +201,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
         raise SpecError("the spec is nested too deeply, or a YAML alias refers to itself") from None
     _check_unique(spec, expander)
     _check_thinking(spec, expander)
+    _check_budget(spec, expander)
     return spec
 
 
@@ -434,6 +436,17 @@ def _check_thinking(spec: Spec, expander: _Expander) -> None:
         if settings.max_tokens <= settings.thinking:
             raise expander.error(f"{role}s' max_tokens ({settings.max_tokens}) must be larger than their "
                                  f"thinking budget ({settings.thinking})", where)
+
+
+def _check_budget(spec: Spec, expander: _Expander) -> None:
+    """A budget is only as good as the prices behind it: refuse one that could never be counted."""
+    if spec.budget_usd is None:
+        return
+    for role in ("worker", "coordinator"):
+        model = spec.settings(role).model
+        if price_of(model) is None:
+            raise expander.error(f"budget_usd needs a price for the {role}s' model {model!r}, and the price "
+                                 "table (orchestra_magic/pricing.py) has none; add it there", ("budget_usd",))
 
 
 def _check_unique(spec: Spec, expander: _Expander) -> None:

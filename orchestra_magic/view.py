@@ -145,6 +145,7 @@ def header_text(state: RunState, now: float, html_: bool = False) -> str:
     counts = (f"{c['done'] + c['skipped']} done · {c['running']} running · {c['failed']} failed · "
               f"{c['pending']} pending" + (f" · {c['cancelled']} cancelled" if c["cancelled"] else ""))
     tokens = f"{state.input_tokens:,} in / {state.output_tokens:,} out tokens"
+    tokens += f" · {state.cost()}" if state.cost() else ""
     elapsed = f"{state.elapsed(now):.1f} s"
     if not html_:
         return f"{state.run_id} [{state.status}] {counts} · {tokens} · {elapsed}"

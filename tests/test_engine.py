@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import json
 import subprocess
 import sys
@@ -264,7 +265,8 @@ def test_cancelling_a_run_leaves_a_folder_that_resumes_to_completion(tmp_path: P
     state = om.load_run(folder).state
     assert state.status == "cancelled"
     assert state.agents["a-3"].status == "cancelled"
-    assert state.agents["coordinator:a"].status == "pending"
+    coordinator = state.agents["coordinator:a"]  # never started: ends saying why, and a resume runs it
+    assert coordinator.status == "cancelled" and coordinator.error == "not started: cancelled"
     assert not (folder / "workers" / "a-3.md").exists()
     assert not list(folder.rglob("*.tmp"))
 
@@ -289,7 +291,9 @@ def test_stop_cancels_in_flight_agents_and_starts_no_new_ones(tmp_path: Path) ->
     engine = Engine(spec, PythonProvider(worker), RunFolder.create(tmp_path, "r"))
     state = asyncio.run(engine.run())
     assert state.status == "cancelled" and state.reason == "stopped by the user"
-    assert state.counts["cancelled"] == 2 and state.counts["pending"] == 5
+    errors = Counter(a.error for a in state.agents.values())
+    assert state.counts["cancelled"] == 7 and state.counts["pending"] == 0
+    assert errors == {"stopped by the user": 2, "not started: stopped by the user": 5}
 
 
 def test_the_journal_restores_state_newer_than_the_last_snapshot(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""Cost and budgets: the price table, `cost_usd` per agent and domain, and `budget_usd` stopping a run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from helpers import make_spec
+
+import orchestra_magic as om
+from orchestra_magic.errors import SpecError
+from orchestra_magic.pricing import cost_usd, price_of
+
+
+def test_a_call_costs_its_tokens_at_the_models_rates() -> None:
+    # Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.10 cache read per million tokens.
+    assert cost_usd("claude-sonnet-5-5", 1_000_000, 0) == pytest.approx(2.0)
+    assert cost_usd("claude-sonnet-5-5", 1000, 500, 2000, 30_000) == pytest.approx(
+        (1000 * 2 + 500 * 10 + 2000 * 2.5 + 30_000 * 0.1) / 1e6)
+
+
+def test_batch_answers_cost_half() -> None:
+    full = cost_usd("claude-opus-5-5", 5000, 800, 1200, 9000)
+    assert full is not None
+    assert cost_usd("claude-opus-5-5", 5000, 800, 1200, 9000, batch=True) == pytest.approx(full / 2)
+
+
+def test_haiku_5_5_prices_long_prompts_at_its_higher_rates() -> None:
+    short = cost_usd("claude-haiku-5-5", 100_000, 1000)
+    long = cost_usd("claude-haiku-5-5", 100_001, 1000)
+    assert short == pytest.approx((100_000 * 0.10 + 1000 * 0.50) / 1e6)
+    assert long == pytest.approx((100_001 * 0.50 + 1000 * 2.50) / 1e6)
+
+
+def test_dated_and_1m_ids_share_their_models_price_and_unknown_models_have_none() -> None:
+    assert price_of("claude-haiku-4-5-20251001") == price_of("claude-haiku-4-5") is not None
+    assert price_of("claude-sonnet-5-5[1m]") == price_of("claude-sonnet-5-5")
+    assert price_of("claude-sonnet-4-5-2025") is None  # not a date: no guessing
+    assert cost_usd("my-finetune", 1000, 1000) is None
+
+
+def test_agents_and_summaries_carry_cost_and_the_run_totals_it(tmp_path: Path) -> None:
+    spec = make_spec({"a": 3, "b": 2}, model="claude-haiku-4-5", roles={"coordinator": {"model": "claude-opus-5-5"}})
+    run = om.run(spec, provider="offline", root=tmp_path)
+    agents = run.agents.set_index("agent")
+    for name, row in agents.iterrows():
+        model = "claude-opus-5-5" if str(name).startswith("coordinator:") else "claude-haiku-4-5"
+        expected = cost_usd(model, row.input_tokens, row.output_tokens, row.cache_write_tokens, row.cache_read_tokens)
+        assert row.cost_usd == pytest.approx(expected)
+    summaries = run.summaries.set_index("domain")
+    assert summaries.loc["a", "cost_usd"] == pytest.approx(agents[agents.domain == "a"].cost_usd.sum())
+    assert run.state.cost_usd == pytest.approx(agents.cost_usd.sum()) and run.state.cost_usd > 0
+    assert om.load_run(run.path).state.cost_usd == pytest.approx(run.state.cost_usd)  # kept in the manifest
+
+
+def test_a_model_without_a_price_is_unknown_never_zero(tmp_path: Path) -> None:
+    run = om.run(make_spec({"a": 2}, model="my-finetune"), provider="offline", root=tmp_path)
+    assert run.agents.cost_usd.isna().all() and math.isnan(run.summaries.cost_usd[0])
+    assert run.state.cost() == "cost unknown (3 agents unpriced)"
+
+
+def test_python_provider_runs_show_no_cost(tmp_path: Path) -> None:
+    run = om.run(make_spec({"a": 2}), provider=om.PythonProvider(lambda r: "ok", lambda r: "Done."), root=tmp_path)
+    assert run.state.cost() == "" and run.agents.cost_usd.isna().all()
+
+
+def test_a_budget_stops_starting_agents_and_the_run_says_why(tmp_path: Path) -> None:
+    spec = make_spec({"a": 10, "b": 10}, concurrency=2)
+    probe = om.run(spec, provider="offline", root=tmp_path / "probe")
+    one_worker = probe.agents.cost_usd.iloc[0]
+    budget = 4.5 * one_worker  # room for about four workers
+
+    run = om.run({**spec, "budget_usd": budget}, provider="offline", root=tmp_path)
+    state = run.state
+    assert run.status == "cancelled" and "budget" in state.reason and "raise budget_usd" in state.reason
+    done = state.counts["done"]
+    assert 3 <= done <= 6  # stopped near the budget, not at the end
+    assert state.cost_usd <= budget + 2 * one_worker  # at most the agents in flight go over
+    unstarted = [a for a in state.agents.values() if a.status == "cancelled"]
+    assert len(unstarted) == state.total - done
+    assert all(a.error.startswith("not started: the budget of $") for a in unstarted)
+
+    resumed = om.run({**spec, "budget_usd": 1000.0}, provider="offline", root=tmp_path, resume=run.run_id)
+    assert resumed.status == "done" and resumed.state.counts["skipped"] == done
+
+
+def test_a_budget_needs_a_price_for_every_model_it_counts() -> None:
+    with pytest.raises(SpecError) as caught:
+        om.plan(make_spec({"a": 1}, budget_usd=5, roles={"worker": {"model": "my-finetune"}}))
+    assert caught.value.path == "budget_usd" and "'my-finetune'" in str(caught.value)
+
+
+def test_the_cli_closing_line_shows_the_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestra_magic.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("domains:\n  - name: a\n    coordinator: Sum up.\n    workers: [{task: One.}, {task: Two.}]\n")
+    assert main(["run", str(spec), "--provider", "offline", "--root", str(tmp_path)]) == 0
+    assert "Cost: $0.0" in capsys.readouterr().out
