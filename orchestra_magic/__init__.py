@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .engine import RetryPolicy
     from .live import start
     from .providers import AgentRequest, Completion, Provider, PythonProvider
+    from .providers.anthropic import AnthropicProvider, OfflineProvider
     from .results import Run, list_runs, load_run
     from .spec import Spec, load_spec
 
@@ -40,13 +41,16 @@ _LAZY = {
     "list_runs": "results", "RetryPolicy": "engine",
     "Run": "results", "load_run": "results", "Spec": "spec", "load_spec": "spec",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
+    "AnthropicProvider": "providers.anthropic", "OfflineProvider": "providers.anthropic",
 }
 
 __all__ = [
     "AgentError",
     "AgentRequest",
+    "AnthropicProvider",
     "Completion",
     "ConfigError",
+    "OfflineProvider",
     "OrchestraError",
     "Plan",
     "Provider",

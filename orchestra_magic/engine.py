@@ -36,6 +36,7 @@ from .prompts import Prompts, extract_summary, fence, worker_note
 from .providers.base import AgentRequest, Completion, Provider, WorkerResult
 from .runfolder import SPEC, RunFolder
 from .spec import Domain, Spec, Worker
+from .throttle import Throttle
 
 Listener = Callable[[Event, RunState], None]
 
@@ -48,6 +49,7 @@ class RetryPolicy:
     base: float = 1.0
     cap: float = 60.0
     jitter: float = 0.5
+    rate_limit_retries: int = 10  # 429/529 answers are waited out apart from `attempts`, up to this many
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         if retry_after is not None:
@@ -115,6 +117,7 @@ class Engine:
         self.prior = {k: (a.status, a.input_hash) for k, a in (prior.agents.items() if prior else ())}
         self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
         self.rng = random.Random()
+        self.throttle = Throttle(self.concurrency)
         self._stopping = ""
         self._running: dict[asyncio.Task[None], AgentPlan] = {}
         self._snapshot_every = snapshot_every
@@ -199,27 +202,47 @@ class Engine:
             raise
 
     async def _attempts(self, plan: AgentPlan, request: AgentRequest, digest: str) -> None:
-        error = ""
-        for attempt in range(1, self.retry.attempts + 1):
-            self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
+        """Retry what is worth retrying: other failures up to `attempts` in all, refusals for rate or load
+        (which the throttle also answers by slowing the run) up to `rate_limit_retries` more."""
+        error, attempt, failures, refusals = "", 0, 0, 0
+        while True:
+            attempt += 1
             try:
-                async with asyncio.timeout(self.spec.timeout):
-                    completion = await self.provider.complete(request)
+                completion = await self._attempt(plan, request, attempt)
             except TransientAgentError as exc:
                 error, retry_after = str(exc), exc.retry_after
+                refusals += exc.rate_limited
+                failures += not exc.rate_limited
             except TimeoutError:
                 error, retry_after = f"no answer within the {self.spec.timeout:g} s timeout", None
+                failures += 1
             except AgentError as exc:
                 return self._fail(plan, str(exc))
             except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
                 return self._fail(plan, f"{type(exc).__name__}: {exc}")
             else:
                 return self._succeed(plan, completion, digest)
-            if attempt < self.retry.attempts:
-                delay = self.retry.delay(attempt, retry_after, self.rng)
-                self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay))
-                await self.sleep(delay)
-        self._fail(plan, f"gave up after {self.retry.attempts} attempts; last error: {error}")
+            if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
+                return self._fail(plan, f"gave up after {attempt} attempts; last error: {error}")
+            delay = self.retry.delay(attempt, retry_after, self.rng)
+            self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay))
+            await self.sleep(delay)
+
+    async def _attempt(self, plan: AgentPlan, request: AgentRequest, attempt: int) -> Completion:
+        """One call, through the throttle (which waits while the API is limiting us) and the timeout."""
+        token = await self.throttle.acquire()
+        self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                completion = await self.provider.complete(request)
+        except TransientAgentError as exc:
+            self.throttle.release(token, ok=False, rate_limited=exc.rate_limited, retry_after=exc.retry_after)
+            raise
+        except BaseException:
+            self.throttle.release(token, ok=False)
+            raise
+        self.throttle.release(token, ok=True, rate_limit=completion.rate_limit)
+        return completion
 
     def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume

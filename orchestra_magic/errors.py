@@ -47,8 +47,10 @@ class AgentError(OrchestraError):
 
 
 class TransientAgentError(AgentError):
-    """A failure worth retrying. `retry_after` is the server's requested wait in seconds, if it gave one."""
+    """A failure worth retrying. `retry_after` is the server's requested wait in seconds, if it gave one;
+    `rate_limited` marks a refusal for rate or load (429, 529), which slows the whole run down."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, rate_limited: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited

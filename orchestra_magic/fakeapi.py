@@ -36,6 +36,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .fakelimits import RequestBucket
+
 SIMULATED_MARK = "[simulated]"
 CHUNK_CHARS = 40
 RATE_LIMIT = 4000
@@ -258,8 +260,10 @@ class FakeMessagesAPI:
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
-                 stall_ms: float = 5000) -> None:
+                 stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None) -> None:
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
+        # A requests-per-minute limit enforced like the API's (see fakelimits); None: unlimited.
+        self.bucket = RequestBucket(rpm_limit, rpm_burst) if rpm_limit else None
         self.retry_after_ms = retry_after_ms
         # Faults beyond error statuses: a stream cut off halfway (the connection drops), and an answer
         # that stalls for `stall_ms` (longer than a client's timeout).
@@ -334,7 +338,18 @@ class FakeMessagesAPI:
             headers = {"retry-after-ms": str(self.retry_after_ms), "retry-after": str(seconds)}
         return ApiError(status, _INJECTED[status], f"simulated {_INJECTED[status]}", headers)
 
+    def _check_rate(self) -> None:
+        if self.bucket is None or self.bucket.take():
+            return
+        wait = self.bucket.retry_after()
+        headers = {**self.bucket.headers(), "retry-after": str(max(1, math.ceil(wait))),
+                   "retry-after-ms": str(math.ceil(wait * 1000))}
+        raise ApiError(429, "rate_limit_error", f"This request would exceed your organization's rate limit of "
+                       f"{self.bucket.rpm} requests per minute. Please reduce the rate of requests.", headers)
+
     def _success_headers(self) -> dict[str, str]:
+        if self.bucket is not None:
+            return {"request-id": self._next_id("req"), **self.bucket.headers()}
         window = datetime.now(UTC).replace(second=0, microsecond=0)
         if window != self._window:
             self._window, self._used = window, 0
@@ -350,6 +365,7 @@ class FakeMessagesAPI:
             self.requests.append(body)
         _check_auth(request)
         reply = _reply(_validate(body, need_max_tokens=True))
+        self._check_rate()
         if (error := self._injected_error()) is not None:
             raise error
         reply = self._cache(body, reply)

@@ -18,6 +18,7 @@ import httpx2  # the SDK's HTTP client (SDK 2.x)
 from anthropic.types import TextBlockParam
 
 from ..errors import AgentError, ConfigError, TransientAgentError
+from ..throttle import RateLimit
 from .base import AgentRequest, Completion, Provider
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _TRANSIENT_STATUS = {408, 409, 429}
+_RATE_LIMITED = {429, 529}  # "slow down" (rate limit) and "overloaded": the whole run backs off
 
 
 class AnthropicProvider(Provider):
@@ -76,6 +78,7 @@ class AnthropicProvider(Provider):
                 **extra,
             ) as stream:
                 message = await stream.get_final_message()
+                rate_limit = _rate_limit(stream.response.headers)
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from None
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
@@ -84,7 +87,8 @@ class AnthropicProvider(Provider):
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
+                          rate_limit=rate_limit)
 
 
     def _system(self, text: str) -> list[TextBlockParam]:
@@ -101,9 +105,12 @@ class OfflineProvider(AnthropicProvider):
 
     name = "offline"
 
-    def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0):
+    def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0,
+                 **fake_options: Any) -> None:
+        """`fake_options`: any other `FakeMessagesAPI` option, e.g. `rpm_limit=60`."""
         super().__init__(api_key="offline-simulation", timeout=timeout)
-        self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed}
+        self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed,
+                                             **fake_options}
         self.server: FakeMessagesAPI | None = None
 
     async def start(self) -> None:
@@ -151,8 +158,18 @@ def _status_error(exc: anthropic.APIStatusError) -> AgentError:
     kind = error.get("type", "error") if isinstance(error, dict) else "error"
     message = f"HTTP {exc.status_code} {kind}: {error.get('message', exc.message) if isinstance(error, dict) else exc}"
     if exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500:
-        return TransientAgentError(message, retry_after=_retry_after(exc.response.headers))
+        return TransientAgentError(message, retry_after=_retry_after(exc.response.headers),
+                                   rate_limited=exc.status_code in _RATE_LIMITED)
     return AgentError(message)
+
+
+def _rate_limit(headers: Any) -> RateLimit | None:
+    """The request bucket as the answer's `anthropic-ratelimit-requests-*` headers describe it."""
+    try:
+        return RateLimit(int(headers["anthropic-ratelimit-requests-limit"]),
+                         int(headers["anthropic-ratelimit-requests-remaining"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -10,6 +10,7 @@ import abc
 from dataclasses import dataclass
 
 from ..events import Role
+from ..throttle import RateLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Completion:
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
     batch: bool = False  # answered through the Message Batches API (billed at half price)
+    rate_limit: RateLimit | None = None  # what the answer's rate-limit headers said, when it had them
 
 
 class Provider(abc.ABC):
