@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--cut-rate", type=float, default=0.0, help="share of streams cut off halfway")
     fake.add_argument("--stall-rate", type=float, default=0.0, help="share of answers that stall")
     fake.add_argument("--stall-ms", type=float, default=5000.0, help="how long a stalled answer waits")
+    fake.add_argument("--batch-ms", type=float, default=0.0, help="how long a message batch takes to process")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -107,7 +108,7 @@ def _fake_api(args: argparse.Namespace) -> int:
     from .fakeapi import serve
 
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
-          cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms)
+          cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, batch_ms=args.batch_ms)
     return 0
 
 

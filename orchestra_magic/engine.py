@@ -10,16 +10,17 @@ listeners (progress views) are told. Outputs are files; the engine keeps only su
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from .errors import AgentError, TransientAgentError
+from .errors import AgentError, BatchEntryError, TransientAgentError
 from .events import (
     AgentFinished,
     AgentRetrying,
@@ -118,6 +119,11 @@ class Engine:
         self._running: dict[asyncio.Task[None], AgentPlan] = {}
         self._snapshot_every = snapshot_every
         self._last_snapshot = 0.0
+        # Batch mode: agents of these roles wait on a batch, not an open connection (see `_limits`).
+        self._batch_roles = frozenset(role for role in ("worker", "coordinator")
+                                      if provider.batches and spec.settings(role).mode == "batch")
+        self._slots = 0  # agents in flight holding one of the `concurrency` slots
+        self._retry_slots = asyncio.Semaphore(self.concurrency)  # for Messages retries of batch agents
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""
@@ -144,15 +150,17 @@ class Engine:
         finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         while True:
             wave_open = self.spec.schedule == "pool" or not self._running
-            while ready and wave_open and not self._stopping and len(self._running) < self.concurrency:
+            while ready and wave_open and not self._stopping and self._may_start(ready[0]):
                 plan = ready.popleft()
                 task = asyncio.create_task(self._run_agent(plan), name=plan.key)
                 task.add_done_callback(finished.put_nowait)
                 self._running[task] = plan
+                self._slots += self._takes_slot(plan)
             if not self._running:
                 return
             task = await finished.get()
             plan = self._running.pop(task)
+            self._slots -= self._takes_slot(plan)
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error  # not an agent failure (those are recorded): a bug, so be loud
             if plan.worker:
@@ -160,6 +168,14 @@ class Engine:
                 if not waiting[plan.domain.name]:
                     ready.appendleft(self.plans[f"coordinator:{plan.domain.name}"])
             self._maybe_snapshot()
+
+    def _takes_slot(self, plan: AgentPlan) -> bool:
+        """A batch agent takes none of the `concurrency` slots, so one batch holds every ready agent
+        rather than `concurrency` of them."""
+        return plan.role not in self._batch_roles
+
+    def _may_start(self, plan: AgentPlan) -> bool:
+        return not self._takes_slot(plan) or self._slots < self.concurrency
 
     async def _run_agent(self, plan: AgentPlan) -> None:
         try:
@@ -187,8 +203,11 @@ class Engine:
         for attempt in range(1, self.retry.attempts + 1):
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
             try:
-                async with asyncio.timeout(self.spec.timeout):
+                async with self._limits(plan, request):
                     completion = await self.provider.complete(request)
+            except BatchEntryError as exc:  # retried at once as a Messages call, not in another batch round
+                error, retry_after = str(exc), exc.retry_after
+                request = dataclasses.replace(request, mode="messages")
             except TransientAgentError as exc:
                 error, retry_after = str(exc), exc.retry_after
             except TimeoutError:
@@ -205,6 +224,22 @@ class Engine:
                 await self.sleep(delay)
         self._fail(plan, f"gave up after {self.retry.attempts} attempts; last error: {error}")
 
+    @contextlib.asynccontextmanager
+    async def _limits(self, plan: AgentPlan, request: AgentRequest) -> AsyncIterator[None]:
+        """One attempt's limits. A Messages call gets the spec's `timeout`. A batch attempt gets none: the
+        API may take hours, but it ends every batch within 24 hours (an unanswered entry comes back
+        expired and is retried) and each of the batch's HTTP calls has the client's own timeout. A
+        Messages retry of a batch agent, which holds no slot, first waits for one of `concurrency`
+        retry slots."""
+        if request.mode == "batch" and self.provider.batches:
+            yield
+        elif self._takes_slot(plan):
+            async with asyncio.timeout(self.spec.timeout):
+                yield
+        else:
+            async with self._retry_slots, asyncio.timeout(self.spec.timeout):
+                yield
+
     def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
@@ -218,7 +253,7 @@ class Engine:
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
             cache_read_tokens=completion.cache_read_tokens, input_hash=digest, summary=summary, summary_cut=cut,
-            note=note,
+            note=note, batch=completion.batch,
         ))
         self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
 
