@@ -255,7 +255,7 @@ def _sse(event: dict[str, Any]) -> bytes:
 class FakeMessagesAPI:
     """The fake, served by aiohttp in the running event loop: `await start()`, point the SDK at
     `base_url`, `await stop()`. `requests` holds every JSON body posted to /v1/messages, in order;
-    `responses` counts the responses sent by HTTP status."""
+    `responses` counts the responses sent by HTTP status; `batches` holds the message batches."""
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,

@@ -10,10 +10,12 @@ What it simulates:
   then answered by the same simulated generation as /v1/messages (text, usage, prompt caching), with
   `usage.service_tier: "batch"`. Like the API, entry params are checked only then: a bad one ends
   `errored` with `invalid_request_error`. An entry also errors when `entry_error(params)` names an error
-  type, or at the server's seeded `error_rate` (as `overloaded_error` or `api_error`).
+  type (or ends `expired` when it says "expired"), or at the server's seeded `error_rate` (as
+  `overloaded_error` or `api_error`).
 - `GET /v1/messages/batches/{id}` with `request_counts`, `ended_at` and `results_url`;
   `GET …/{id}/results` as JSON Lines in a shuffled (seeded) order, since the API does not promise
-  request order; `POST …/{id}/cancel`: entries not yet processed end `canceled`.
+  request order; `POST …/{id}/cancel`: entries not yet processed end `canceled`. The two GETs also
+  answer 429/529/500 at `error_rate`, as any endpoint of the API may (counted in `poll_errors`).
 `FakeBatches.created` records every batch in order (what was sent, what was answered) for tests.
 """
 
@@ -74,6 +76,7 @@ class FakeBatches:
         self.entry_error = entry_error
         self.created: list[FakeBatch] = []
         self.retrieves = 0  # status polls answered
+        self.poll_errors = 0  # injected errors answered to a status or results call
         self.cancels = 0
         self._by_id: dict[str, FakeBatch] = {}
         self._order = random.Random(api.seed)
@@ -96,11 +99,13 @@ class FakeBatches:
 
     async def _retrieve(self, request: web.Request) -> web.StreamResponse:
         _check_auth(request)
+        self._maybe_fail()
         self.retrieves += 1
         return self._answer(self._settled(request))
 
     async def _results(self, request: web.Request) -> web.StreamResponse:
         _check_auth(request)
+        self._maybe_fail()
         batch = self._settled(request)
         if batch.ended_at is None:
             raise _bad(f"message batch {batch.id} is still in progress; its results are available once it ends")
@@ -118,6 +123,11 @@ class FakeBatches:
             batch.results = {cid: {"type": "canceled"} for cid in batch.custom_ids}
             return self._answer(batch, status="canceling")  # as the API answers a cancel
         return self._answer(batch)
+
+    def _maybe_fail(self) -> None:
+        if (error := self.api._injected_error()) is not None:
+            self.poll_errors += 1
+            raise error
 
     def _settled(self, request: web.Request) -> FakeBatch:
         """The batch named in the path, processed first if its time has come."""
@@ -139,7 +149,7 @@ class FakeBatches:
         except ApiError as exc:
             return _errored(exc.kind, exc.message)
         if (kind := self._fault(params)) is not None:
-            return _errored(kind, f"simulated {kind}")
+            return {"type": "expired"} if kind == "expired" else _errored(kind, f"simulated {kind}")
         message = _message(self.api._next_id("msg"), body["model"], self.api._cache(body, reply))
         message["usage"]["service_tier"] = "batch"
         return {"type": "succeeded", "message": message}

@@ -88,13 +88,15 @@ def test_coordinator_keys_and_long_ids_become_valid_unique_custom_ids(tmp_path: 
     assert coordinator.custom_ids == ["0-coordinator_d"]
 
 
-def test_an_errored_entry_is_retried_as_a_messages_call_and_ends_done(tmp_path: Path) -> None:
-    fake = FakeMessagesAPI(entry_error=failing("Task 2 of a.", "overloaded_error"))
+@pytest.mark.parametrize("kind", ["overloaded_error", "api_error", "expired"])
+def test_an_errored_or_expired_entry_is_retried_as_a_messages_call_and_ends_done(tmp_path: Path, kind: str) -> None:
+    fake = FakeMessagesAPI(entry_error=failing("Task 2 of a.", kind))
     result = run_against(fake, tmp_path, make_spec({"a": 3}, mode="batch"))
 
     assert result.status == "done"
-    errored = [cid for cid, r in fake.batches.created[0].results.items() if r["type"] == "errored"]
-    assert len(errored) == 1 and errored[0].endswith("-a-2")
+    failed = [cid for cid, r in fake.batches.created[0].results.items() if r["type"] != "succeeded"]
+    assert len(failed) == 1 and failed[0].endswith("-a-2")
+    assert fake.batches.created[0].results[failed[0]]["type"] == ("expired" if kind == "expired" else "errored")
     retried = result.agents.set_index("agent").loc["a-2"]
     assert retried.status == "done" and retried.attempts == 2 and not retried.batch
     assert [b["messages"][0]["content"].count("Task 2 of a.") for b in fake.requests] == [1]
@@ -122,6 +124,7 @@ def test_seeded_entry_errors_all_end_done_after_retries(tmp_path: Path) -> None:
     assert result.status == "done"
     errored = sum(b.counts()["errored"] for b in fake.batches.created)
     assert errored > 0
+    assert fake.batches.poll_errors > 0  # status and results calls that failed were simply made again
     assert int((result.agents.attempts > 1).sum()) == errored  # each failed entry retried, once batched
     assert int((~result.agents.batch).sum()) == errored  # ...and answered by a Messages call
 
@@ -155,6 +158,18 @@ def test_messages_retries_of_batch_agents_share_the_concurrency_cap(tmp_path: Pa
     workers = result.agents[result.agents.role == "worker"]
     assert (workers.status == "done").all() and not workers.batch.any()
     assert peak == 2
+
+
+@pytest.mark.parametrize(("limit", "sizes"), [
+    ({"max_requests": 2}, [2, 2, 1, 1]),  # 5 workers, then the coordinator
+    ({"max_bytes": 1}, [1, 1, 1, 1, 1, 1]),  # every entry is over the limit on its own: one batch each
+])
+def test_a_batch_is_sent_at_the_apis_size_limits(tmp_path: Path, limit: dict[str, int], sizes: list[int]) -> None:
+    fake = FakeMessagesAPI()
+    result = run_against(fake, tmp_path, make_spec({"a": 5}, mode="batch"), batch=BatchPolicy(
+        quiet=0.1, first_poll=0.01, max_poll=0.05, **limit))
+    assert result.status == "done"
+    assert [len(b.requests) for b in fake.batches.created] == sizes
 
 
 def test_the_attempt_timeout_does_not_end_an_agent_waiting_for_its_batch(tmp_path: Path) -> None:

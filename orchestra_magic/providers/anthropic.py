@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _TRANSIENT_STATUS = {408, 409, 429}
+# The fake ends a batch after its `batch_ms`, not minutes to hours: collect and poll at its pace.
+OFFLINE_BATCHES = BatchPolicy(quiet=0.05, first_poll=0.05, max_poll=1.0)
 
 
 class AnthropicProvider(Provider):
@@ -127,9 +129,7 @@ class OfflineProvider(AnthropicProvider):
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0,
                  batch_ms: float = 0):
-        # The fake ends a batch after `batch_ms`, not minutes to hours: collect and poll at its pace.
-        super().__init__(api_key="offline-simulation", timeout=timeout,
-                         batch=BatchPolicy(quiet=0.05, first_poll=0.05, max_poll=1.0))
+        super().__init__(api_key="offline-simulation", timeout=timeout, batch=OFFLINE_BATCHES)
         self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed,
                                              "batch_ms": batch_ms}
         self.server: FakeMessagesAPI | None = None

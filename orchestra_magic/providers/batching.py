@@ -90,6 +90,7 @@ class _Batch:
         self.entries[custom_id] = entry
         self.size += size
         self.waiting += 1
+        self.abandoned.clear()  # all earlier entries may have been cancelled while it was collected
         return entry
 
     def live(self) -> list[_Entry]:
