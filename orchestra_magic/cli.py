@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--rpm", type=int, default=None, help="enforce a requests-per-minute limit (429s past it)")
     fake.add_argument("--rpm-burst", type=int, default=None, help="requests the limit lets through at once "
                       "(default: a tenth of --rpm)")
+    fake.add_argument("--batch-ms", type=float, default=0.0, help="how long a message batch takes to process")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -111,7 +112,7 @@ def _fake_api(args: argparse.Namespace) -> int:
 
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
-          rpm_burst=args.rpm_burst)
+          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms)
     return 0
 
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .errors import AgentError, TransientAgentError
+from .errors import AgentError, BatchEntryError, TransientAgentError
 from .events import (
     AgentFinished,
     AgentRetrying,
@@ -123,6 +123,10 @@ class Engine:
         self._snapshot_every = snapshot_every
         self._last_snapshot = 0.0
         self._spent, self._priced = 0.0, 0  # what this session's answers cost, and how many were priced
+        # Batch mode: agents of these roles wait on a batch, not an open connection (see `_attempt`).
+        self._batch_roles = frozenset(role for role in ("worker", "coordinator")
+                                      if provider.batches and spec.settings(role).mode == "batch")
+        self._slots = 0  # agents in flight holding one of the `concurrency` slots
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""
@@ -149,16 +153,18 @@ class Engine:
         finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         while True:
             wave_open = self.spec.schedule == "pool" or not self._running
-            while (ready and wave_open and not self._stopping and len(self._running) < self.concurrency
+            while (ready and wave_open and not self._stopping and self._may_start(ready[0])
                    and not self._budget_reached()):
                 plan = ready.popleft()
                 task = asyncio.create_task(self._run_agent(plan), name=plan.key)
                 task.add_done_callback(finished.put_nowait)
                 self._running[task] = plan
+                self._slots += self._takes_slot(plan)
             if not self._running:
                 return
             task = await finished.get()
             plan = self._running.pop(task)
+            self._slots -= self._takes_slot(plan)
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error  # not an agent failure (those are recorded): a bug, so be loud
             if plan.worker:
@@ -179,6 +185,14 @@ class Engine:
         self._stopping = (f"the budget of ${budget:,.2f} was reached (${self._spent:,.4f} spent, "
                           f"{len(self._running)} agents still finishing); raise budget_usd and resume to go on")
         return True
+
+    def _takes_slot(self, plan: AgentPlan) -> bool:
+        """A batch agent takes none of the `concurrency` slots, so one batch holds every ready agent
+        rather than `concurrency` of them."""
+        return plan.role not in self._batch_roles
+
+    def _may_start(self, plan: AgentPlan) -> bool:
+        return not self._takes_slot(plan) or self._slots < self.concurrency
 
     async def _run_agent(self, plan: AgentPlan) -> None:
         try:
@@ -209,6 +223,10 @@ class Engine:
             attempt += 1
             try:
                 completion = await self._attempt(plan, request, attempt)
+            except BatchEntryError as exc:  # retried at once as a Messages call, not in another batch round
+                error, retry_after = str(exc), exc.retry_after
+                failures += 1
+                request = dataclasses.replace(request, mode="messages")
             except TransientAgentError as exc:
                 error, retry_after = str(exc), exc.retry_after
                 refusals += exc.rate_limited
@@ -229,7 +247,14 @@ class Engine:
             await self.sleep(delay)
 
     async def _attempt(self, plan: AgentPlan, request: AgentRequest, attempt: int) -> Completion:
-        """One call, through the throttle (which waits while the API is limiting us) and the timeout."""
+        """One call. A Messages call passes the throttle (which holds it back while the API is limiting
+        us; it also caps Messages retries of batch agents, which hold no slot) and gets the spec's
+        `timeout`. A batch attempt gets neither: it is no open connection, and though the API may take
+        hours, it ends every batch within 24 hours (an unanswered entry comes back expired and is
+        retried) and each of the batch's HTTP calls has the client's own timeout."""
+        if request.mode == "batch" and self.provider.batches:
+            self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
+            return await self.provider.complete(request)
         token = await self.throttle.acquire()
         self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
         try:
@@ -260,7 +285,7 @@ class Engine:
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
             cache_read_tokens=completion.cache_read_tokens, cost_usd=cost, input_hash=digest,
-            summary=summary, summary_cut=cut, note=note,
+            summary=summary, summary_cut=cut, note=note, batch=completion.batch,
         ))
         self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
 

@@ -7,6 +7,7 @@
     │   └── RunFolderError         not a run folder, or one another process is using
     └── AgentError                 one agent's call failed (recorded in the run, not raised to you)
         └── TransientAgentError    worth retrying: rate limits, overload, 5xx, dropped connections
+            └── BatchEntryError    an agent's own entry in a message batch failed; retried as a Messages call
 
 A run whose agents fail does not raise: `Run.status` says `failed` and `Run.agents` holds each
 error. Outside cancellation (`asyncio.CancelledError`, `KeyboardInterrupt`) always propagates.
@@ -54,3 +55,8 @@ class TransientAgentError(AgentError):
         super().__init__(message)
         self.retry_after = retry_after
         self.rate_limited = rate_limited
+
+
+class BatchEntryError(TransientAgentError):
+    """An agent's own entry in a Message Batch errored (overload, server error) or expired. The engine
+    retries it as a plain Messages call, so a few failed entries do not wait another batch round."""

@@ -50,6 +50,7 @@ class AgentFinished:
     summary: str = ""  # coordinators: the short summary the parent keeps
     summary_cut: bool = False  # the summary was over the limit and was cut
     note: str = ""  # workers: their closing "what was found" line
+    batch: bool = False  # answered through a message batch (billed at half price)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +106,7 @@ class AgentState:
     summary: str = ""
     summary_cut: bool = False
     note: str = ""
+    batch: bool = False  # its answer came through a message batch
 
     @property
     def seconds(self) -> float | None:
@@ -168,6 +170,7 @@ class RunState:
         if event.status != "skipped":  # a skipped agent keeps what its earlier run recorded
             agent.input_hash, agent.summary = event.input_hash, event.summary
             agent.summary_cut, agent.note = event.summary_cut, event.note
+            agent.batch = event.batch
 
     def _set_status(self, agent: AgentState, status: Status) -> None:
         self.counts[agent.status] -= 1

@@ -14,6 +14,7 @@ What it simulates:
   500 errors drawn from a seeded RNG, all with the real error body shape and headers.
 - Latency before the first byte, token usage estimates (about 4 characters per token), rate-limit
   headers, and `POST /v1/messages/count_tokens`.
+- The Message Batches endpoints, on the same server (see `fakebatch`; records in `batches`).
 It never logs, stores or echoes the key.
 """
 
@@ -28,7 +29,7 @@ import math
 import random
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -256,11 +257,14 @@ def _sse(event: dict[str, Any]) -> bytes:
 class FakeMessagesAPI:
     """The fake, served by aiohttp in the running event loop: `await start()`, point the SDK at
     `base_url`, `await stop()`. `requests` holds every JSON body posted to /v1/messages, in order;
-    `responses` counts the responses sent by HTTP status."""
+    `responses` counts the responses sent by HTTP status; `batches` holds the message batches."""
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
-                 stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None) -> None:
+                 stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None,
+                 batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+        from .fakebatch import FakeBatches  # here, not at the top: fakebatch builds on this module
+
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
         # A requests-per-minute limit enforced like the API's (see fakelimits); None: unlimited.
         self.bucket = RequestBucket(rpm_limit, rpm_burst) if rpm_limit else None
@@ -278,6 +282,8 @@ class FakeMessagesAPI:
         self._runner: web.AppRunner | None = None
         self._base_url = ""
         self._window, self._used = datetime.min.replace(tzinfo=UTC), 0
+        # Message Batches: a batch takes `batch_ms` to process; `entry_error(params)` may name an error type.
+        self.batches = FakeBatches(self, processing_ms=batch_ms, entry_error=entry_error)
 
     @property
     def base_url(self) -> str:
@@ -289,6 +295,7 @@ class FakeMessagesAPI:
         app = web.Application(middlewares=[self._middleware()])
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self.batches.add_routes(app.router)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()

@@ -4,6 +4,9 @@ pointed at the in-process fake Messages API).
 Retrying lives in the engine alone: the SDK's own retries are switched off (`max_retries=0`) and its
 errors are mapped to `TransientAgentError` (429, 529, 5xx, timeouts, dropped connections; carrying the
 server's `retry-after`) or `AgentError` (everything else), so one policy decides every wait.
+
+A `mode: batch` request goes through the Message Batches API instead (see `batching`): same parameters,
+half the price, answered when its batch ends; its `Completion` says `batch=True`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from anthropic.types import TextBlockParam
 from ..errors import AgentError, ConfigError, TransientAgentError
 from ..throttle import RateLimit
 from .base import AgentRequest, Completion, Provider
+from .batching import Batcher, BatchPolicy, Sleep
 
 if TYPE_CHECKING:
     from ..fakeapi import FakeMessagesAPI
@@ -28,20 +32,26 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _TRANSIENT_STATUS = {408, 409, 429}
 _RATE_LIMITED = {429, 529}  # "slow down" (rate limit) and "overloaded": the whole run backs off
+# The fake ends a batch after its `batch_ms`, not minutes to hours: collect and poll at its pace.
+OFFLINE_BATCHES = BatchPolicy(quiet=0.05, first_poll=0.05, max_poll=1.0)
 
 
 class AnthropicProvider(Provider):
     """Key from `ANTHROPIC_API_KEY`, endpoint from `ANTHROPIC_BASE_URL` (unless given here)."""
 
     name = "anthropic"
+    batches = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 600.0,
-                 cache_prompts: bool = True) -> None:
+                 cache_prompts: bool = True, batch: BatchPolicy | None = None, sleep: Sleep = asyncio.sleep) -> None:
         self._api_key = api_key
         self.base_url = base_url
         self.timeout = timeout
         self.cache_prompts = cache_prompts
+        self.batch_policy = batch or BatchPolicy()  # `mode: batch`: when batches go out, how they are polled
+        self._sleep = sleep  # between polls of a batch
         self._client: anthropic.AsyncAnthropic | None = None
+        self._batcher: Batcher | None = None
 
     async def start(self) -> None:
         key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
@@ -57,6 +67,9 @@ class AnthropicProvider(Provider):
         )
 
     async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()  # first: a stopped run's batches are cancelled on the server
+            self._batcher = None
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -64,21 +77,15 @@ class AnthropicProvider(Provider):
     async def complete(self, request: AgentRequest) -> Completion:
         if self._client is None:
             raise AgentError("the anthropic provider was not started")
-        extra: dict[str, Any] = {} if request.effort is None else {"output_config": {"effort": request.effort}}
-        if request.thinking == "adaptive":
-            extra["thinking"] = {"type": "adaptive"}
-        elif request.thinking is not None:
-            extra["thinking"] = {"type": "enabled", "budget_tokens": request.thinking}
+        params = self._params(request)
+        batched = request.mode == "batch"
         try:
-            async with self._client.messages.stream(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                system=self._system(request.system),
-                messages=[{"role": "user", "content": request.prompt}],
-                **extra,
-            ) as stream:
-                message = await stream.get_final_message()
-                rate_limit = _rate_limit(stream.response.headers)
+            if batched:
+                message, rate_limit = await self._batches(self._client).submit(request.agent, params), None
+            else:
+                async with self._client.messages.stream(**params) as stream:
+                    message = await stream.get_final_message()
+                    rate_limit = _rate_limit(stream.response.headers)
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from None
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
@@ -87,9 +94,28 @@ class AnthropicProvider(Provider):
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0, batched,
                           rate_limit=rate_limit)
 
+    def _params(self, request: AgentRequest) -> dict[str, Any]:
+        """The Messages API parameters of one agent call (streamed, or one entry of a batch)."""
+        params: dict[str, Any] = {
+            "model": request.model, "max_tokens": request.max_tokens, "system": self._system(request.system),
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.effort is not None:
+            params["output_config"] = {"effort": request.effort}
+        if request.thinking == "adaptive":
+            params["thinking"] = {"type": "adaptive"}
+        elif request.thinking is not None:
+            params["thinking"] = {"type": "enabled", "budget_tokens": request.thinking}
+        return params
+
+    def _batches(self, client: anthropic.AsyncAnthropic) -> Batcher:
+        """Made on the first `mode: batch` request, so a run without one never starts a batcher."""
+        if self._batcher is None:
+            self._batcher = Batcher(client, self.batch_policy, self._sleep)
+        return self._batcher
 
     def _system(self, text: str) -> list[TextBlockParam]:
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
@@ -106,11 +132,11 @@ class OfflineProvider(AnthropicProvider):
     name = "offline"
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0,
-                 **fake_options: Any) -> None:
+                 batch_ms: float = 0, **fake_options: Any) -> None:
         """`fake_options`: any other `FakeMessagesAPI` option, e.g. `rpm_limit=60`."""
-        super().__init__(api_key="offline-simulation", timeout=timeout)
+        super().__init__(api_key="offline-simulation", timeout=timeout, batch=OFFLINE_BATCHES)
         self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed,
-                                             **fake_options}
+                                             "batch_ms": batch_ms, **fake_options}
         self.server: FakeMessagesAPI | None = None
 
     async def start(self) -> None:

@@ -65,6 +65,9 @@ class Provider(abc.ABC):
     `AgentError` for what is not; the engine owns retries, timeouts and cancellation."""
 
     name: str = "provider"
+    # Answers `mode: batch` requests through a batch API. The engine then gives such agents no
+    # concurrency slot and no per-attempt timeout: they wait on a batch, not on an open connection.
+    batches: bool = False
 
     @property
     def identity(self) -> str:
