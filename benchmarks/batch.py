@@ -56,14 +56,14 @@ def main() -> None:
     for label, mode, rate in CASES:
         run, fake, seconds = asyncio.run(measure(mode, rate))
         agents = run.agents
-        cost = f"{agents['cost_usd'].sum():.4f}" if "cost_usd" in agents.columns else "n/a"
+        cost = f"{agents['cost_usd'].sum():.4f}"
         done = int((agents.status == "done").sum())
         weight = agents.batch.map({True: 0.5, False: 1.0})  # a batch's tokens are billed at half price
         billed = f"{(agents.input_tokens * weight).sum():,.0f}/{(agents.output_tokens * weight).sum():,.0f}"
         print(f"{label:<24}{done:>6}{int(agents.batch.sum()):>11}{len(fake.batches.created):>9}"
               f"{int(agents.input_tokens.sum()):>9,}{int(agents.output_tokens.sum()):>9,}{billed:>19}{cost:>11}"
               f"{seconds:>9.2f}")
-    print("billed as: full-price-equivalent tokens (a batch's at half). cost_usd: n/a until run.agents has it.")
+    print("billed as: full-price-equivalent tokens (a batch's at half). cost_usd: the price table, claude-sonnet-5-5.")
 
 
 if __name__ == "__main__":
