@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .providers import AgentRequest, Completion, Provider, PythonProvider
     from .results import Run, list_runs, load_run
     from .spec import Spec, load_spec
+    from .tools import workspace
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ _LAZY = {
     "list_runs": "results", "RetryPolicy": "engine",
     "Run": "results", "load_run": "results", "Spec": "spec", "load_spec": "spec",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
+    "workspace": "tools",
 }
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "run",
     "start",
     "unload_ipython_extension",
+    "workspace",
 ]
 
 

@@ -49,6 +49,8 @@ class AgentFinished:
     summary: str = ""  # coordinators: the short summary the parent keeps
     summary_cut: bool = False  # the summary was over the limit and was cut
     note: str = ""  # workers: their closing "what was found" line
+    tool_calls: int = 0  # Python tool calls (see `tools`)
+    server_tool_calls: int = 0  # web searches, fetches and code runs done by the API
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +101,8 @@ class AgentState:
     summary: str = ""
     summary_cut: bool = False
     note: str = ""
+    tool_calls: int = 0
+    server_tool_calls: int = 0
 
     @property
     def seconds(self) -> float | None:
@@ -155,6 +159,7 @@ class RunState:
         if event.status != "skipped":  # a skipped agent keeps what its earlier run recorded
             agent.input_hash, agent.summary = event.input_hash, event.summary
             agent.summary_cut, agent.note = event.summary_cut, event.note
+            agent.tool_calls, agent.server_tool_calls = event.tool_calls, event.server_tool_calls
 
     def _set_status(self, agent: AgentState, status: Status) -> None:
         self.counts[agent.status] -= 1

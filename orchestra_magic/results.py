@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
                    "synthesis_path", "input_tokens", "output_tokens"]
 AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens",
-                 "cache_write_tokens", "cache_read_tokens", "seconds", "path", "error", "note"]
+                 "cache_write_tokens", "cache_read_tokens", "seconds", "path", "error", "note",
+                 "tool_calls", "server_tool_calls"]
 
 
 class Run:
@@ -128,7 +129,8 @@ class Run:
              "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
              "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
              "seconds": a.seconds,
-             "path": str(self.path / a.path), "error": a.error, "note": a.note}
+             "path": str(self.path / a.path), "error": a.error, "note": a.note,
+             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls}
             for a in self.state.agents.values()
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS)

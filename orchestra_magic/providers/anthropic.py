@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import anthropic
 import httpx2  # the SDK's HTTP client (SDK 2.x)
-from anthropic.types import TextBlockParam
+from anthropic.types import Message, TextBlockParam
 
 from ..errors import AgentError, ConfigError, TransientAgentError
 from .base import AgentRequest, Completion, Provider
@@ -67,25 +67,29 @@ class AnthropicProvider(Provider):
             extra["thinking"] = {"type": "adaptive"}
         elif request.thinking is not None:
             extra["thinking"] = {"type": "enabled", "budget_tokens": request.thinking}
-        try:
-            async with self._client.messages.stream(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                system=self._system(request.system),
-                messages=[{"role": "user", "content": request.prompt}],
-                **extra,
-            ) as stream:
-                message = await stream.get_final_message()
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc) from None
-        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
-            # A stream cut off halfway surfaces as the transport's own error, not the SDK's.
-            raise TransientAgentError(f"lost the connection to {self.base_url}: {exc}") from None
+        params = {"model": request.model, "max_tokens": request.max_tokens, "system": self._system(request.system),
+                  "messages": [{"role": "user", "content": request.prompt}], **extra}
+        if request.tools:
+            from .tools import complete_with_tools
+
+            return await complete_with_tools(self._turn, request, params)
+        message = await self._turn(params)
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
                           usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
 
+    async def _turn(self, params: dict[str, Any]) -> Message:
+        """One streamed Messages call, its failures mapped to our errors."""
+        assert self._client is not None
+        try:
+            async with self._client.messages.stream(**params) as stream:
+                return await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            # A stream cut off halfway surfaces as the transport's own error, not the SDK's.
+            raise TransientAgentError(f"lost the connection to {self.base_url}: {exc}") from None
 
     def _system(self, text: str) -> list[TextBlockParam]:
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
