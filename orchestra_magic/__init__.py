@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .providers.anthropic import AnthropicProvider, OfflineProvider
     from .results import Run, list_runs, load_run
     from .spec import Spec, load_spec
+    from .tools import workspace
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ _LAZY = {
     "Run": "results", "load_run": "results", "Spec": "spec", "load_spec": "spec",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
     "AnthropicProvider": "providers.anthropic", "OfflineProvider": "providers.anthropic",
+    "workspace": "tools",
 }
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "run",
     "start",
     "unload_ipython_extension",
+    "workspace",
 ]
 
 

@@ -20,6 +20,7 @@ from .providers import Provider, make_provider
 from .results import Run
 from .runfolder import DEFAULT_ROOT, RunFolder
 from .spec import Spec, load_spec
+from .tools import ToolsArg, resolve_tools
 
 DEFAULT_PROVIDER = "anthropic"
 SpecSource = str | Path | Mapping[str, Any] | Spec
@@ -70,11 +71,15 @@ async def prepared(
     resume: str | os.PathLike[str] | None = None,
     listeners: tuple[Listener, ...] = (),
     retry: RetryPolicy | None = None,
+    tools: ToolsArg | None = None,
 ) -> AsyncIterator[Engine]:
     """An `Engine` ready to run, its provider started. Everything the user can get wrong (spec,
-    templates, provider key and endpoint) is checked before the run folder is created."""
+    templates, tools, provider key and endpoint) is checked before the run folder is created.
+    `tools`: the Python functions the spec's `tools:` names (a list, or a name-to-function mapping);
+    a name not found there is looked up in `variables` (the notebook's namespace)."""
     loaded = load_spec(spec, variables)
     Prompts(loaded.templates).check()
+    functions = resolve_tools(loaded, tools, variables)
     options = RunOptions.resolve(provider, root, concurrency)
     backend = make_provider(options.provider)
     folder = _resume_folder(options.root, resume) if resume else None
@@ -88,7 +93,7 @@ async def prepared(
                 folder = RunFolder.create(options.root, loaded.name)
                 folder.lock()
             yield Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
-                         retry=retry, listeners=listeners)
+                         retry=retry, listeners=listeners, tools=functions)
         finally:
             await backend.close()
     finally:
@@ -152,12 +157,13 @@ class Plan:
         return self._repr_markdown_()
 
 
-def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None) -> Plan:
-    """Validate a spec and render its prompts; nothing is called and nothing is written."""
+def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None, tools: ToolsArg | None = None) -> Plan:
+    """Validate a spec (and the tools it names) and render its prompts; nothing is called or written."""
     from .engine import plan_agents, render_request
     from .providers import WorkerResult
 
     loaded = load_spec(spec, variables)
+    resolve_tools(loaded, tools, variables)
     prompts = Prompts(loaded.templates)
     tokens = 0
     samples: dict[str, tuple[str, str]] = {}

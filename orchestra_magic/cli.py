@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, help="most agents in flight at once (default: the spec's, or 8)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
     run.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable for the spec's templates")
+    run.add_argument("--tools", metavar="FILE.py", help="a Python file whose functions the spec's `tools:` may name")
     run.set_defaults(handler=_run)
 
     show = commands.add_parser("show", help="print a finished run's summaries and agent counts")
@@ -86,10 +87,16 @@ def _run(args: argparse.Namespace) -> int:
     from .progress import CliProgress
 
     progress = CliProgress(_console(stderr=True))
+    tools = None
+    if args.tools:
+        from .tools import load_tools_file
+
+        tools = load_tools_file(args.tools)
     try:
         with progress:
             result = run(args.spec, provider=args.provider, root=args.root, concurrency=args.concurrency,
-                         resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,))
+                         resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,),
+                         tools=tools)
     except KeyboardInterrupt:
         if progress.run_id:
             print(f"\nStopped. Finished agents are kept; continue with:\n  orchestra run {args.spec} "

@@ -16,7 +16,7 @@ import json
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from .errors import AgentError, BatchEntryError, TransientAgentError
@@ -37,6 +37,7 @@ from .providers.base import AgentRequest, Completion, Provider, WorkerResult
 from .runfolder import SPEC, RunFolder
 from .spec import Domain, Spec, Worker
 from .throttle import Throttle
+from .tools import PythonTool
 
 Listener = Callable[[Event, RunState], None]
 
@@ -106,8 +107,10 @@ class Engine:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         snapshot_every: float = 2.0,
+        tools: Mapping[str, PythonTool] | None = None,
     ) -> None:
         self.spec, self.provider, self.folder = spec, provider, folder
+        self.tools = dict(tools or {})  # the Python tools, resolved once (`tools.resolve_tools`)
         self.concurrency = concurrency or spec.concurrency
         self.retry = retry or RetryPolicy(attempts=spec.attempts)
         self.listeners = list(listeners)
@@ -285,7 +288,8 @@ class Engine:
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
             cache_read_tokens=completion.cache_read_tokens, cost_usd=cost, input_hash=digest,
-            summary=summary, summary_cut=cut, note=note, batch=completion.batch,
+            summary=summary, summary_cut=cut, note=note, batch=completion.batch, tool_calls=completion.tool_calls,
+            server_tool_calls=completion.server_tool_calls,
         ))
         self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
 
@@ -297,7 +301,11 @@ class Engine:
         if not plan.worker and all(r.missing for r in inputs):
             self._fail(plan, f"all {len(inputs)} workers of {plan.domain.name} failed; nothing to synthesise")
             return None
-        return render_request(self.spec, self.prompts, plan, inputs)
+        request = render_request(self.spec, self.prompts, plan, inputs)
+        if not request.tools:
+            return request
+        functions = {name: self.tools[name] for name in request.tools if name in self.tools}
+        return dataclasses.replace(request, tool_functions=functions, run_folder=str(self.folder.path))
 
     def _worker_result(self, worker: Worker) -> WorkerResult:
         agent = self.state.agents[worker.id]

@@ -51,6 +51,8 @@ class AgentFinished:
     summary_cut: bool = False  # the summary was over the limit and was cut
     note: str = ""  # workers: their closing "what was found" line
     batch: bool = False  # answered through a message batch (billed at half price)
+    tool_calls: int = 0  # Python tool calls (see `tools`)
+    server_tool_calls: int = 0  # web searches, fetches and code runs done by the API
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +109,8 @@ class AgentState:
     summary_cut: bool = False
     note: str = ""
     batch: bool = False  # its answer came through a message batch
+    tool_calls: int = 0
+    server_tool_calls: int = 0
 
     @property
     def seconds(self) -> float | None:
@@ -171,6 +175,7 @@ class RunState:
             agent.input_hash, agent.summary = event.input_hash, event.summary
             agent.summary_cut, agent.note = event.summary_cut, event.note
             agent.batch = event.batch
+            agent.tool_calls, agent.server_tool_calls = event.tool_calls, event.server_tool_calls
 
     def _set_status(self, agent: AgentState, status: Status) -> None:
         self.counts[agent.status] -= 1

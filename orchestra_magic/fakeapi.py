@@ -8,7 +8,9 @@ What it simulates:
 - `POST /v1/messages`, as JSON or as a stream of server-sent events (`"stream": true`), with
   deterministic text: the same request gets the same answer. Every text starts with `[simulated]`.
   A prompt that asks for a `<summary>` gets one; other answers end with a `Done. ...` line.
-- Tool use: a `tool_use` block (placeholder input) until the conversation carries a `tool_result`.
+- Tool use, server tools and thinking blocks (see `faketools` for the rules): each offered tool is
+  called once with arguments made from its schema, server tools answer with their result blocks, and
+  the final text quotes every tool result; thinking blocks carry signatures the fake checks.
 - `max_tokens`: text longer than allowed is cut, with `stop_reason: "max_tokens"`.
 - Authentication (`x-api-key` or `Authorization: Bearer`), body validation, and injected 429 / 529 /
   500 errors drawn from a seeded RNG, all with the real error body shape and headers.
@@ -37,9 +39,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from . import faketools
 from .fakelimits import RequestBucket
+from .faketools import SIMULATED_MARK
 
-SIMULATED_MARK = "[simulated]"
 CHUNK_CHARS = 40
 RATE_LIMIT = 4000
 MIN_CACHE_TOKENS = 1024  # shorter prefixes are not cached (the API's minimum for most models)
@@ -156,12 +159,13 @@ def simulated_text(system: str, prompt: str, model: str) -> str:
 
 @dataclass(frozen=True)
 class _Reply:
-    block: dict[str, Any]
+    blocks: tuple[dict[str, Any], ...]
     stop_reason: str
     input_tokens: int  # not counting the cached prefix, as the real API reports it
     output_tokens: int
     cache_write: int = 0
     cache_read: int = 0
+    server_tool_use: tuple[tuple[str, int], ...] = ()  # `usage.server_tool_use`, when server tools ran
 
 
 def _cacheable_prefix(body: dict[str, Any]) -> str:
@@ -175,77 +179,87 @@ def _cacheable_prefix(body: dict[str, Any]) -> str:
     return "\n".join(str(b.get("text", "")) for b in system[: marked[-1] + 1] if isinstance(b, dict))
 
 
-def _wants_tool(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The tool to call, or None: a tool is called until the last user turn carries a tool_result."""
-    tools, choice = body.get("tools"), body.get("tool_choice")
-    choice = choice if isinstance(choice, dict) else {}
-    tools = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
-    if not tools or choice.get("type") == "none":
-        return None
-    last = body["messages"][-1].get("content")
-    if isinstance(last, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in last):
-        return None
-    named = [t for t in tools if choice.get("type") == "tool" and t.get("name") == choice.get("name")]
-    return dict((named or tools)[0])
-
-
-def _tool_block(tool: dict[str, Any], digest: str) -> dict[str, Any]:
-    schema = tool.get("input_schema") or {}
-    props = schema.get("properties") or {}
-    required = [k for k in schema.get("required", []) if (props.get(k) or {}).get("type") == "string"]
-    fields = {k: f"{SIMULATED_MARK} {k}" for k in required}
-    return {"type": "tool_use", "id": f"toolu_fake_{digest[:20]}", "name": tool.get("name", ""),
-            "input": fields}
+def _task(body: dict[str, Any]) -> str:
+    """The first user turn: what the agent was asked (tools it names are called; searches are about it)."""
+    return _text_of(body["messages"][0].get("content"), "messages.0.content")
 
 
 def _reply(body: dict[str, Any]) -> _Reply:
     system, prompt = _prompt(body)
-    input_tokens = _tokens(system + prompt)
-    tool = _wants_tool(body)
-    if tool is not None:
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        block = _tool_block(tool, digest)
-        return _Reply(block, "tool_use", input_tokens, _tokens(json.dumps(block["input"])))
-    text, stop = simulated_text(system, prompt, body["model"]), "end_turn"
-    if _tokens(text) > body["max_tokens"]:
-        text, stop = text[: body["max_tokens"] * 4], "max_tokens"
-    return _Reply({"type": "text", "text": text}, stop, input_tokens, _tokens(text))
+    if (wrong := faketools.problem(body)) is not None:
+        raise _bad(wrong)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    blocks: list[dict[str, Any]] = []
+    if faketools.thinking_requested(body):
+        blocks.append(faketools.thinking_block(_sentence(random.Random(int(digest, 16)))))
+    task = _task(body)
+    server = faketools.server_step(body, task, digest)
+    blocks += server.blocks
+    input_tokens = _tokens(system + prompt + (json.dumps(server.blocks) if server.blocks else ""))
+    tool = None if server.more else faketools.next_tool(body, task)
+    if server.more:
+        stop = "pause_turn"
+    elif tool is not None:
+        blocks.append(faketools.tool_use_block(tool, digest))
+        stop = "tool_use"
+    else:
+        text = faketools.with_quotes(simulated_text(system, prompt, body["model"]), body, blocks)
+        stop = "end_turn"
+        room = body["max_tokens"] - sum(_tokens(b["thinking"]) for b in blocks if b["type"] == "thinking")
+        if _tokens(text) > room:  # thinking counts against max_tokens too
+            text, stop = text[: max(0, room) * 4], "max_tokens"
+        blocks.append({"type": "text", "text": text})
+    return _Reply(tuple(blocks), stop, input_tokens, _tokens(faketools.written(blocks)),
+                  server_tool_use=tuple(server.usage.items()))
 
 
-def _usage(reply: _Reply, output_tokens: int) -> dict[str, int]:
-    return {"input_tokens": reply.input_tokens, "output_tokens": output_tokens,
-            "cache_creation_input_tokens": reply.cache_write, "cache_read_input_tokens": reply.cache_read}
+def _usage(reply: _Reply, output_tokens: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {"input_tokens": reply.input_tokens, "output_tokens": output_tokens,
+                             "cache_creation_input_tokens": reply.cache_write,
+                             "cache_read_input_tokens": reply.cache_read}
+    if reply.server_tool_use:
+        usage["server_tool_use"] = dict(reply.server_tool_use)
+    return usage
 
 
 def _message(msg_id: str, model: str, reply: _Reply) -> dict[str, Any]:
-    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [reply.block],
+    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": list(reply.blocks),
             "stop_reason": reply.stop_reason, "stop_sequence": None,
             "usage": _usage(reply, reply.output_tokens)}
 
 
 def _deltas(block: dict[str, Any]) -> Iterator[dict[str, str]]:
-    if block["type"] == "text":
-        text = block["text"]
+    """Text, thinking and tool input arrive in pieces (a thinking block's signature last, on its own);
+    result blocks of server tools arrive whole in their `content_block_start`."""
+    kind = block["type"]
+    if kind in ("text", "thinking"):
+        text = block[kind]
         for i in range(0, len(text), CHUNK_CHARS):
-            yield {"type": "text_delta", "text": text[i : i + CHUNK_CHARS]}
-        return
-    raw = json.dumps(block["input"])
-    for i in range(0, len(raw), CHUNK_CHARS):
-        yield {"type": "input_json_delta", "partial_json": raw[i : i + CHUNK_CHARS]}
+            yield {"type": f"{kind}_delta", kind: text[i : i + CHUNK_CHARS]}
+        if kind == "thinking":
+            yield {"type": "signature_delta", "signature": block["signature"]}
+    elif kind in ("tool_use", "server_tool_use"):
+        raw = json.dumps(block["input"])
+        for i in range(0, len(raw), CHUNK_CHARS):
+            yield {"type": "input_json_delta", "partial_json": raw[i : i + CHUNK_CHARS]}
 
 
 def _stream_events(message: dict[str, Any], reply: _Reply) -> Iterator[dict[str, Any]]:
     """The events of one streamed message, in the API's order; each event's name is its `type`."""
     start = {**message, "content": [], "stop_reason": None, "usage": _usage(reply, 1)}
     yield {"type": "message_start", "message": start}
-    empty = {**reply.block, "text": ""} if reply.block["type"] == "text" else {**reply.block, "input": {}}
-    yield {"type": "content_block_start", "index": 0, "content_block": empty}
-    yield {"type": "ping"}
-    for delta in _deltas(reply.block):
-        yield {"type": "content_block_delta", "index": 0, "delta": delta}
-    yield {"type": "content_block_stop", "index": 0}
+    for index, block in enumerate(reply.blocks):
+        yield {"type": "content_block_start", "index": index, "content_block": faketools.opening(block)}
+        if index == 0:
+            yield {"type": "ping"}
+        for delta in _deltas(block):
+            yield {"type": "content_block_delta", "index": index, "delta": delta}
+        yield {"type": "content_block_stop", "index": index}
+    final_usage: dict[str, Any] = {"output_tokens": reply.output_tokens}
+    if reply.server_tool_use:
+        final_usage["server_tool_use"] = dict(reply.server_tool_use)
     yield {"type": "message_delta", "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-           "usage": {"output_tokens": reply.output_tokens}}
+           "usage": final_usage}
     yield {"type": "message_stop"}
 
 
@@ -257,7 +271,8 @@ def _sse(event: dict[str, Any]) -> bytes:
 class FakeMessagesAPI:
     """The fake, served by aiohttp in the running event loop: `await start()`, point the SDK at
     `base_url`, `await stop()`. `requests` holds every JSON body posted to /v1/messages, in order;
-    `responses` counts the responses sent by HTTP status; `batches` holds the message batches."""
+    `answers` every message sent back (as JSON, streamed or not); `responses` counts the responses
+    sent by HTTP status; `batches` holds the message batches."""
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
@@ -276,6 +291,7 @@ class FakeMessagesAPI:
         self.cache: Counter[str] = Counter()  # prompt-cache "write"s and "read"s
         self._cached: set[str] = set()
         self.requests: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = []
         self.responses: Counter[int] = Counter()
         self._rng = random.Random(seed)
         self._ids = itertools.count(1)
@@ -377,6 +393,7 @@ class FakeMessagesAPI:
             raise error
         reply = self._cache(body, reply)
         message = _message(self._next_id("msg"), body["model"], reply)
+        self.answers.append(message)
         if self._fault("stall", self.stall_rate):
             await asyncio.sleep(self.stall_ms / 1000)
         if body.get("stream") is True:

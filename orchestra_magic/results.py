@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
                    "synthesis_path", "input_tokens", "output_tokens", "cost_usd"]
 AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens",
-                 "cache_write_tokens", "cache_read_tokens", "cost_usd", "seconds", "path", "error", "note", "batch"]
+                 "cache_write_tokens", "cache_read_tokens", "cost_usd", "seconds", "path", "error", "note", "batch",
+                 "tool_calls", "server_tool_calls"]
 
 
 class Run:
@@ -129,7 +130,8 @@ class Run:
              "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
              "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
              "cost_usd": a.cost_usd, "seconds": a.seconds,
-             "path": str(self.path / a.path), "error": a.error, "note": a.note, "batch": a.batch}
+             "path": str(self.path / a.path), "error": a.error, "note": a.note, "batch": a.batch,
+             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls}
             for a in self.state.agents.values()
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS).astype({"cost_usd": float})

@@ -233,12 +233,13 @@ def test_tool_use_round_trip() -> None:
             (block,) = message.content
             assert message.stop_reason == "tool_use" and block.type == "tool_use"
             assert block.name == "get_weather" and block.id.startswith("toolu_fake_")
-            assert block.input == {"city": f"{SIMULATED_MARK} city"}
+            assert block.input == {"city": f"{SIMULATED_MARK} city", "days": 1}  # every required field, by type
             result = {"type": "tool_result", "tool_use_id": block.id, "content": "Sunny, 21 C."}
             follow_up = [*USER, {"role": "assistant", "content": message.content},
                          {"role": "user", "content": [result]}]
             answer = await call(client, tools=[WEATHER_TOOL], messages=follow_up)
             assert answer.stop_reason == "end_turn" and text_of(answer).startswith(SIMULATED_MARK)
+            assert "- get_weather: Sunny, 21 C." in text_of(answer)  # the result was read
 
     drive(test)
 

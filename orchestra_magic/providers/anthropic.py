@@ -12,13 +12,15 @@ half the price, answered when its batch ends; its `Completion` says `batch=True`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anthropic
 import httpx2  # the SDK's HTTP client (SDK 2.x)
-from anthropic.types import TextBlockParam
+from anthropic.types import Message, TextBlockParam
 
 from ..errors import AgentError, ConfigError, TransientAgentError
 from ..throttle import RateLimit
@@ -78,24 +80,23 @@ class AnthropicProvider(Provider):
         if self._client is None:
             raise AgentError("the anthropic provider was not started")
         params = self._params(request)
-        batched = request.mode == "batch"
-        try:
-            if batched:
-                message, rate_limit = await self._batches(self._client).submit(request.agent, params), None
+        if request.tools:  # one Messages call per tool turn (a batch round per turn could take hours)
+            from .tools import complete_with_tools
+
+            return await complete_with_tools(self._turn, request, params)
+        rate_limit = None
+        with _mapped_errors(self.base_url):
+            if request.mode == "batch":
+                message = await self._batches(self._client).submit(request.agent, params)
             else:
                 async with self._client.messages.stream(**params) as stream:
                     message = await stream.get_final_message()
                     rate_limit = _rate_limit(stream.response.headers)
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc) from None
-        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
-            # A stream cut off halfway surfaces as the transport's own error, not the SDK's.
-            raise TransientAgentError(f"lost the connection to {self.base_url}: {exc}") from None
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0, batched,
-                          rate_limit=rate_limit)
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
+                          request.mode == "batch", rate_limit=rate_limit)
 
     def _params(self, request: AgentRequest) -> dict[str, Any]:
         """The Messages API parameters of one agent call (streamed, or one entry of a batch)."""
@@ -116,6 +117,14 @@ class AnthropicProvider(Provider):
         if self._batcher is None:
             self._batcher = Batcher(client, self.batch_policy, self._sleep)
         return self._batcher
+
+    async def _turn(self, params: dict[str, Any]) -> Message:
+        """One streamed Messages call of a tool loop, its failures mapped to our errors."""
+        assert self._client is not None
+        with _mapped_errors(self.base_url):
+            async with self._client.messages.stream(**params) as stream:
+                message = await stream.get_final_message()
+        return message
 
     def _system(self, text: str) -> list[TextBlockParam]:
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
@@ -176,6 +185,18 @@ async def _check_reachable(url: str) -> None:
             "Check ANTHROPIC_BASE_URL and your network, or use --provider offline."
         ) from None
     writer.close()
+
+
+@contextlib.contextmanager
+def _mapped_errors(base_url: str | None) -> Iterator[None]:
+    """The SDK's errors as ours: transient ones (429, 529, 5xx, dropped connections) to retry, others final."""
+    try:
+        yield
+    except anthropic.APIStatusError as exc:
+        raise _status_error(exc) from None
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        # A stream cut off halfway surfaces as the transport's own error, not the SDK's.
+        raise TransientAgentError(f"lost the connection to {base_url}: {exc}") from None
 
 
 def _status_error(exc: anthropic.APIStatusError) -> AgentError:

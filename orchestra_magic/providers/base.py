@@ -7,10 +7,12 @@ backend is a short class: `complete` plus, if it holds resources, `start` and `c
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..events import Role
 from ..throttle import RateLimit
+from ..tools import PythonTool
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class AgentRequest:
     tools: tuple[str, ...] = ()  # tool names, resolved by the provider
     max_tool_turns: int = 8
     inputs: tuple[WorkerResult, ...] = ()
+    tool_functions: Mapping[str, PythonTool] = field(default_factory=dict)  # the Python ones among `tools`
+    run_folder: str = ""  # absolute; where the built-in file tools and `workspace()` work
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class Completion:
     cache_read_tokens: int = 0
     batch: bool = False  # answered through the Message Batches API (billed at half price)
     rate_limit: RateLimit | None = None  # what the answer's rate-limit headers said, when it had them
+    tool_calls: int = 0  # Python tool calls the provider ran for this agent
+    server_tool_calls: int = 0  # server tool uses (web searches, fetches, code runs), billed by the API
 
 
 class Provider(abc.ABC):
