@@ -98,3 +98,16 @@ def test_the_cli_closing_line_shows_the_cost(tmp_path: Path, capsys: pytest.Capt
     spec.write_text("domains:\n  - name: a\n    coordinator: Sum up.\n    workers: [{task: One.}, {task: Two.}]\n")
     assert main(["run", str(spec), "--provider", "offline", "--root", str(tmp_path)]) == 0
     assert "Cost: $0.0" in capsys.readouterr().out
+
+
+def test_the_price_table_names_only_models_the_sdk_knows_and_prices_the_default() -> None:
+    from typing import get_args
+
+    from anthropic.types.model_param import ModelParam
+
+    from orchestra_magic.pricing import PRICES
+    from orchestra_magic.spec import DEFAULT_MODEL
+
+    known = set(get_args(get_args(ModelParam)[0]))
+    assert set(PRICES) <= known, f"typos or retired ids: {set(PRICES) - known}"
+    assert price_of(DEFAULT_MODEL) is not None
