@@ -111,3 +111,12 @@ def test_the_price_table_names_only_models_the_sdk_knows_and_prices_the_default(
     known = set(get_args(get_args(ModelParam)[0]))
     assert set(PRICES) <= known, f"typos or retired ids: {set(PRICES) - known}"
     assert price_of(DEFAULT_MODEL) is not None
+
+
+def test_the_widget_header_and_the_text_view_show_the_running_cost(tmp_path: Path) -> None:
+    from orchestra_magic.view import header_text
+
+    run = om.run(make_spec({"a": 2}), provider="offline", root=tmp_path)
+    dollars = run.state.cost()
+    assert dollars.startswith("$0.0")
+    assert dollars in header_text(run.state, now=0, html_=True) and dollars in header_text(run.state, now=0)
