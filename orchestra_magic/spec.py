@@ -19,7 +19,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from .errors import SpecError
 from .pricing import price_of
@@ -140,14 +150,14 @@ class Spec(_Model):
     concurrency: StrictInt = Field(8, ge=1, le=1000)
     schedule: Literal["pool", "waves"] = "pool"
     attempts: StrictInt = Field(3, ge=1, le=20)
-    timeout: float = Field(600.0, gt=0, le=86_400)
+    timeout: StrictFloat = Field(600.0, gt=0, le=86_400)
     max_tokens: StrictInt = Field(4096, ge=1, le=200_000)
     effort: Effort | None = None
     thinking: Thinking | None = None
     mode: Mode = "messages"
     tools: tuple[Text, ...] = ()
     max_tool_turns: StrictInt = Field(8, ge=1, le=100)
-    budget_usd: float | None = Field(None, gt=0)
+    budget_usd: StrictFloat | None = Field(None, gt=0)
     roles: Roles = Roles()
     summary_words: StrictInt = Field(150, ge=10, le=2000)
     context: StrictStr = ""
