@@ -213,7 +213,7 @@ class Engine:
                 return
             await self._attempts(plan, request, digest)
         except OSError as exc:  # the run folder could not be read or written (disk full, permissions)
-            self._fail(plan, f"file error: {exc.strerror or exc} ({exc.filename or self.folder.path})")
+            self._fail(plan, _file_error(exc, self.folder.path))
         except asyncio.CancelledError:
             self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping))
             raise
@@ -284,14 +284,19 @@ class Engine:
             note = worker_note(text)
         else:
             summary, cut = extract_summary(text, self.spec.summary_words, plan.path)
-        self._emit(AgentFinished(
+        done = AgentFinished(
             agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
             cache_read_tokens=completion.cache_read_tokens, cost_usd=cost, input_hash=digest,
             summary=summary, summary_cut=cut, note=note, batch=completion.batch, tool_calls=completion.tool_calls,
             server_tool_calls=completion.server_tool_calls,
-        ))
-        self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
+        )
+        self._emit(done)
+        try:
+            self.folder.write(plan.path, text)
+        except OSError as exc:  # the answer was paid for: the failure keeps its tokens and cost
+            self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", summary="",
+                                           error=_file_error(exc, self.folder.path)))
 
     def _fail(self, plan: AgentPlan, error: str) -> None:
         self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error))
@@ -346,6 +351,10 @@ class Engine:
         self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
         self._snapshot()
         self.folder.close()
+
+
+def _file_error(exc: OSError, folder: object) -> str:
+    return f"file error: {exc.strerror or exc} ({exc.filename or folder})"
 
 
 def _cost(completion: Completion) -> float | None:

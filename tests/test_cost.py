@@ -120,3 +120,22 @@ def test_the_widget_header_and_the_text_view_show_the_running_cost(tmp_path: Pat
     dollars = run.state.cost()
     assert dollars.startswith("$0.0")
     assert dollars in header_text(run.state, now=0, html_=True) and dollars in header_text(run.state, now=0)
+
+
+def test_an_answer_whose_file_cannot_be_written_fails_but_keeps_what_it_cost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestra_magic import runfolder
+
+    real_replace = runfolder.os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if str(dst).endswith("a-2.md"):
+            raise OSError(28, "No space left on device", str(dst))
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runfolder.os, "replace", replace)
+    run = om.run(make_spec({"a": 3}), provider="offline", root=tmp_path)
+    failed = run.agents.set_index("agent").loc["a-2"]
+    assert failed.status == "failed" and failed.error.startswith("file error: No space left on device")
+    assert failed.input_tokens > 0 and failed.cost_usd > 0  # paid for, and the bill says so
+    assert run.state.cost_usd == pytest.approx(run.agents.cost_usd.sum())
