@@ -181,11 +181,18 @@ class Spec(_Model):
         return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+_ENDRAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")
+
+
 def _protect(value: Any) -> Any:
     """Wrap already expanded text that still holds Jinja markers in a raw block, so that loading
     `Spec.to_yaml()` again (as `Run.retry_failed` does) gives the same spec instead of expanding twice."""
     if isinstance(value, str):
-        return f"{{% raw %}}{value}{{% endraw %}}" if "{{" in value or "{%" in value else value
+        if "{{" not in value and "{%" not in value and "{#" not in value:
+            return value
+        # An `endraw` tag inside the text would close the block early: emit it as a string expression.
+        inner = _ENDRAW.sub(lambda m: f"{{% endraw %}}{{{{ {m.group(0)!r} }}}}{{% raw %}}", value)
+        return f"{{% raw %}}{inner}{{% endraw %}}"
     if isinstance(value, dict):
         return {k: _protect(v) for k, v in value.items()}
     if isinstance(value, list):

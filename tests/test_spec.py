@@ -356,3 +356,11 @@ def test_to_yaml_round_trips_text_that_still_looks_like_jinja() -> None:
     assert spec.domains[0].workers[0].task == "Explain {{ name }} in Go templates"
     assert load_spec(spec.to_yaml()) == spec
     assert load_spec(spec.to_yaml(), {"name": "ignored"}) == spec
+
+
+@pytest.mark.parametrize("text", ["Close with {% endraw %} here", "{%- endraw -%} and {%endraw%}", "a {# note",
+                                  "x'{% endraw %}'y"])
+def test_to_yaml_round_trips_text_holding_jinja_raw_markers(text: str) -> None:
+    spec = load_spec(worker("task: '{{ t }}'"), {"t": text})
+    assert spec.domains[0].workers[0].task == text
+    assert load_spec(spec.to_yaml()) == spec
