@@ -37,6 +37,7 @@ from .pricing import price_of
 DEFAULT_MODEL = "claude-sonnet-5-5"
 MAX_ID_LENGTH = 64
 MAX_WORKERS = 100_000
+MAX_VALUES = 1_000_000  # keys and items in a spec's YAML, aliases expanded
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 # Names Windows will not create as files, whatever the extension.
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
@@ -250,12 +251,17 @@ def _parse_yaml(text: str) -> tuple[Any, dict[Path_, int]]:
     lines: dict[Path_, int] = {}
     if root is not None:
         _map_lines(root, (), lines)
+        if len(lines) > MAX_VALUES:  # aliases of aliases grow exponentially ("billion laughs")
+            raise SpecError(f"the spec holds over {MAX_VALUES:,} values once its YAML aliases (*name) are "
+                            "expanded; is an alias referring to other aliases by mistake?")
     return data, lines
 
 
 def _map_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
     """Record the line of every key path, and refuse duplicate keys (PyYAML keeps the last silently)."""
     lines[path] = node.start_mark.line + 1
+    if len(lines) > MAX_VALUES:
+        return  # the caller refuses the spec; no need to walk the rest
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:

@@ -58,6 +58,9 @@ BAD_SPECS = [
         "top-level-typo"),
     bad("name: a\nname: b\n" + ONE_DOMAIN, "name", 2, "duplicate key 'name'", "duplicate-top-level-key"),
     bad("key: &a [*a]\n", "", None, "or a YAML alias refers to itself", "self-referring-alias"),
+    bad("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(  # "billion laughs": 10^7 values from 9 lines
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
+        "", None, "over 1,000,000 values once its YAML aliases", "alias-bomb"),
     bad("no/such/dir/spec.yaml", "", None, "spec file not found: no/such/dir/spec.yaml", "missing-spec-file"),
     # Settings
     bad("concurrency: 0\n" + ONE_DOMAIN, "concurrency", 1, "greater than or equal to 1 (got 0)", "concurrency-zero"),
