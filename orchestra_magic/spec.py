@@ -291,6 +291,7 @@ class _Expander:
         self.variables = variables
         self.lines = lines
         self.origin: dict[Path_, Path_] = {}  # expanded worker path -> the entry it came from
+        self.generated: set[Path_] = set()  # expanded worker paths whose id was generated
         self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
     def error(self, message: str, path: Path_) -> SpecError:
@@ -343,6 +344,7 @@ class _Expander:
                 if isinstance(worker, dict) and worker.get("id") is None:
                     suffix = f"-{len(workers) + 1}"  # a long domain name is cut so the id stays within the limit
                     worker = {"id": prefix[: MAX_ID_LENGTH - len(suffix)] + suffix, **worker}
+                    self.generated.add(new_path)
                 workers.append(worker)
                 if len(workers) > MAX_WORKERS:
                     raise self.error(f"more than {MAX_WORKERS:,} workers in one domain", entry_path)
@@ -475,7 +477,7 @@ def _check_budget(spec: Spec, expander: _Expander) -> None:
 def _check_unique(spec: Spec, expander: _Expander) -> None:
     # Names and ids become file names, and macOS and Windows do not tell 'A.md' from 'a.md'.
     seen_domains: dict[str, tuple[str, int]] = {}
-    seen_workers: dict[str, tuple[str, str]] = {}
+    seen_workers: dict[str, tuple[str, str, Path_]] = {}
     for d_index, domain in enumerate(spec.domains):
         if domain.name.lower() in seen_domains:
             other, o_index = seen_domains[domain.name.lower()]
@@ -484,11 +486,23 @@ def _check_unique(spec: Spec, expander: _Expander) -> None:
                                  ("domains", d_index, "name"))
         seen_domains[domain.name.lower()] = (domain.name, d_index)
         for w_index, worker in enumerate(domain.workers):
+            path: Path_ = ("domains", d_index, "workers", w_index)
             if worker.id.lower() in seen_workers:
-                other, o_domain = seen_workers[worker.id.lower()]
+                other, o_domain, o_path = seen_workers[worker.id.lower()]
                 clash = "is used twice" if other == worker.id else f"differs only in case from {other!r}"
+                if path in expander.generated or o_path in expander.generated:
+                    raise _generated_clash(expander, worker.id, path, o_path)
                 raise expander.error(
                     f"worker id {worker.id!r} {clash} (also in domain {o_domain!r}); ids must be unique within the run",
-                    ("domains", d_index, "workers", w_index, "id"),
+                    (*path, "id"),
                 )
-            seen_workers[worker.id.lower()] = (worker.id, domain.name)
+            seen_workers[worker.id.lower()] = (worker.id, domain.name, path)
+
+
+def _generated_clash(expander: _Expander, worker_id: str, path: Path_, other: Path_) -> SpecError:
+    """Two workers share an id and one of them never wrote it: name the one the user can see."""
+    if path in expander.generated:
+        return expander.error(f"this worker has no `id:`, so it is named {worker_id!r} (<domain>-<position>), "
+                              f"which {_format_path(other)} also uses; give one of them another id", path)
+    return expander.error(f"worker id {worker_id!r} is also the name of the worker without an `id:` at "
+                          f"{_format_path(other)} (<domain>-<position>); give one of them another id", (*path, "id"))

@@ -367,3 +367,14 @@ def test_to_yaml_round_trips_text_holding_jinja_raw_markers(text: str) -> None:
     spec = load_spec(worker("task: '{{ t }}'"), {"t": text})
     assert spec.domains[0].workers[0].task == text
     assert load_spec(spec.to_yaml()) == spec
+
+
+def test_an_id_that_clashes_with_a_generated_one_names_the_unnamed_worker() -> None:
+    head = "domains:\n  - name: x\n    coordinator: c\n    workers:\n"
+    with pytest.raises(SpecError) as caught:
+        load_spec(head + "      - task: one\n      - {id: x-1, task: two}\n")
+    assert caught.value.path == "domains[0].workers[1].id"
+    assert "is also the name of the worker without an `id:` at domains[0].workers[0]" in str(caught.value)
+    with pytest.raises(SpecError) as caught:
+        load_spec(head + "      - {id: x-2, task: one}\n      - task: two\n")
+    assert caught.value.path == "domains[0].workers[1]" and "this worker has no `id:`" in str(caught.value)
