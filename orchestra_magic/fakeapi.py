@@ -41,7 +41,9 @@ from aiohttp.typedefs import Handler, Middleware
 
 from . import faketools
 from .fakelimits import RequestBucket
-from .faketools import SIMULATED_MARK
+from .faketext import sentence, simulated_text
+from .faketext import tokens as _tokens
+from .faketools import SIMULATED_MARK as SIMULATED_MARK  # re-exported: tests and users read it here
 
 CHUNK_CHARS = 40
 RATE_LIMIT = 4000
@@ -49,21 +51,6 @@ MIN_CACHE_TOKENS = 1024  # shorter prefixes are not cached (the API's minimum fo
 _REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 529: "Overloaded"}
 _INJECTED = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}
 _HTTP_KINDS = {404: "not_found_error", 405: "not_found_error", 413: "request_too_large"}
-
-_SUBJECTS = ("The available evidence", "Recent field data", "A review of the sources", "Comparative analysis",
-             "The strongest study", "Independent replication", "The survey evidence", "Field monitoring")
-_VERBS = ("suggests", "indicates", "points to", "is consistent with", "supports", "hints at")
-_OBJECTS = ("a modest but steady effect", "a clear seasonal pattern", "a ceiling on gains at larger scales",
-            "a trade-off between cost and reliability", "strong regional variation",
-            "a lag of several months between cause and effect", "an underestimated role for maintenance",
-            "broad agreement on the main drivers")
-_QUALIFIERS = ("although sample sizes remain small", "once obvious confounders are controlled for",
-               "across most of the settings examined", "with notable exceptions in older data",
-               "but the uncertainty bands are still wide", "in line with earlier estimates")
-_TEMPLATES = ("{S} {V} {O}, {Q}.", "Taken together, the sources point to {O}, {Q}.",
-              "One open question is whether the case for {O} holds more widely, {Q}.",
-              "{S} {V} {O}; this shapes the next steps.")
-
 
 class ApiError(Exception):
     """An error response in the API's shape: `{"type": "error", "error": {"type": kind, "message": ...}}`."""
@@ -127,36 +114,6 @@ def _prompt(body: dict[str, Any]) -> tuple[str, str]:
     return system, "\n".join(parts)
 
 
-def _tokens(text: str) -> int:
-    return max(1, round(len(text) / 4))
-
-
-def _sentence(rng: random.Random) -> str:
-    template = rng.choice(_TEMPLATES)
-    return template.format(S=rng.choice(_SUBJECTS), V=rng.choice(_VERBS), O=rng.choice(_OBJECTS),
-                           Q=rng.choice(_QUALIFIERS))
-
-
-def _sentences(rng: random.Random, min_words: int, first: str = "") -> str:
-    out = [first] if first else []
-    while len(" ".join(out).split()) < min_words:
-        out.append(_sentence(rng))
-    return " ".join(out)
-
-
-def simulated_text(system: str, prompt: str, model: str) -> str:
-    """Deterministic prose for a request: same system, prompt and model, same text."""
-    digest = hashlib.sha256("\x00".join((system, prompt, model)).encode()).hexdigest()
-    rng = random.Random(int(digest, 16))
-    text = f"{SIMULATED_MARK} {_sentences(rng, 80)}"
-    if "<summary>" in prompt:
-        n = prompt.count("</worker_result>")
-        opening = f"{SIMULATED_MARK} This synthesis draws on {n} worker result{'' if n == 1 else 's'}."
-        return f"{text}\n\n<summary>\n{_sentences(rng, 40, opening)}\n</summary>"
-    points = rng.randint(3, 6)
-    return f"{text}\n\nDone. Found {points} recurring patterns in the evidence, each with its main caveat."
-
-
 @dataclass(frozen=True)
 class _Reply:
     blocks: tuple[dict[str, Any], ...]
@@ -191,7 +148,7 @@ def _reply(body: dict[str, Any]) -> _Reply:
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     blocks: list[dict[str, Any]] = []
     if faketools.thinking_requested(body):
-        blocks.append(faketools.thinking_block(_sentence(random.Random(int(digest, 16)))))
+        blocks.append(faketools.thinking_block(sentence(random.Random(int(digest, 16)))))
     task = _task(body)
     server = faketools.server_step(body, task, digest)
     blocks += server.blocks

@@ -44,7 +44,8 @@ def test_the_same_spec_started_twice_at_once_gets_two_folders(tmp_path: Path, sl
 
 
 def test_a_second_resume_of_a_folder_in_use_is_refused(tmp_path: Path, slow_api: dict[str, str]) -> None:
-    (tmp_path / "spec.yaml").write_text(SPEC)
+    # One agent at a time: the first run takes over 6 s, ample for the second process to start on a busy machine.
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("concurrency: 2", "concurrency: 1"))
     first = orchestra("run", "spec.yaml", cwd=tmp_path, env=slow_api)
     folder = first_output(tmp_path / "orchestration")
     second = orchestra("run", "spec.yaml", "--resume", folder.name, cwd=tmp_path, env=slow_api)
