@@ -223,7 +223,7 @@ class Engine:
         (which the throttle also answers by slowing the run) up to `rate_limit_retries` more."""
         error, attempt, failures, refusals = "", 0, 0, 0
         while True:
-            attempt += 1
+            attempt, refused = attempt + 1, False
             try:
                 completion = await self._attempt(plan, request, attempt)
             except BatchEntryError as exc:  # retried at once as a Messages call, not in another batch round
@@ -232,8 +232,9 @@ class Engine:
                 request = dataclasses.replace(request, mode="messages")
             except TransientAgentError as exc:
                 error, retry_after = str(exc), exc.retry_after
-                refusals += exc.rate_limited
-                failures += not exc.rate_limited
+                refused = exc.rate_limited
+                refusals += refused
+                failures += not refused
             except TimeoutError:
                 error, retry_after = f"no answer within the {self.spec.timeout:g} s timeout", None
                 failures += 1
@@ -246,7 +247,8 @@ class Engine:
             if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
                 return self._fail(plan, f"gave up after {attempt} attempts; last error: {error}")
             delay = self.retry.delay(attempt, retry_after, self.rng)
-            self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay))
+            self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay,
+                                     rate_limited=refused))
             await self.sleep(delay)
 
     async def _attempt(self, plan: AgentPlan, request: AgentRequest, attempt: int) -> Completion:

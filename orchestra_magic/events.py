@@ -33,6 +33,7 @@ class AgentRetrying:
     attempt: int
     error: str
     delay: float
+    rate_limited: bool = False  # refused for rate or load (429, 529): the run is slowing down
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +137,7 @@ class RunState:
     output_tokens: int = 0
     cost_usd: float = 0.0  # what the agents with a known price cost; see `unpriced`
     unpriced: int = 0  # finished agents that reported tokens for a model with no known price
+    rate_limited: int = 0  # 429/529 refusals seen while this process ran the run (not kept on disk)
 
     def __post_init__(self) -> None:
         self.counts = Counter(a.status for a in self.agents.values())
@@ -158,6 +160,7 @@ class RunState:
             agent.finished_at, agent.error = None, ""
         elif isinstance(event, AgentRetrying):
             agent.error = event.error
+            self.rate_limited += event.rate_limited
         else:
             self._finish(agent, event)
 

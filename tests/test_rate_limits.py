@@ -107,3 +107,13 @@ def test_30_agents_against_60_requests_a_minute_all_finish_with_a_handful_of_429
     assert run.status == "done" and run.state.counts["done"] == 30
     refused = int(run.agents.attempts.sum()) - 30
     assert refused <= 5, f"{refused} requests were refused with 429"
+
+
+def test_the_views_say_when_the_run_waits_on_rate_limits(tmp_path: Path) -> None:
+    from orchestra_magic.view import header_text
+
+    seen: list[int] = []
+    run = om.run(make_spec({"a": 6}, concurrency=6), provider=om.OfflineProvider(rpm_limit=60, rpm_burst=2),
+                 root=tmp_path, listeners=(lambda event, state: seen.append(state.rate_limited),))
+    assert run.status == "done" and max(seen) >= 1
+    assert f"{max(seen)} rate-limit waits" in header_text(run.state, now=0)
