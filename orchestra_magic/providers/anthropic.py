@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _TRANSIENT_STATUS = {408, 409, 429}
+OFFLINE_KEY = "offline-simulation"  # what the offline provider sends as its key: a marker, not a secret
 
 
 class AnthropicProvider(Provider):
@@ -87,6 +88,11 @@ class AnthropicProvider(Provider):
                           usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
 
 
+    def for_workers(self) -> AnthropicProvider:
+        """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own
+        environment, so the key is never pickled or sent over the network."""
+        return AnthropicProvider(base_url=self.base_url, timeout=self.timeout, cache_prompts=self.cache_prompts)
+
     def _system(self, text: str) -> list[TextBlockParam]:
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
         (instructions and the spec's context), so 30 workers pay full price for it about once."""
@@ -102,7 +108,7 @@ class OfflineProvider(AnthropicProvider):
     name = "offline"
 
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0):
-        super().__init__(api_key="offline-simulation", timeout=timeout)
+        super().__init__(api_key=OFFLINE_KEY, timeout=timeout)
         self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed}
         self.server: FakeMessagesAPI | None = None
 
@@ -112,6 +118,12 @@ class OfflineProvider(AnthropicProvider):
         self.server = FakeMessagesAPI(**self.fake_options)
         self.base_url = await self.server.start("127.0.0.1", 0)
         await super().start()
+
+    def for_workers(self) -> AnthropicProvider:
+        """Workers call this process's fake server (started on 127.0.0.1: reachable from a cluster on
+        this machine, such as a `LocalCluster`). The offline key is a marker, not a secret."""
+        return AnthropicProvider(api_key=OFFLINE_KEY, base_url=self.base_url, timeout=self.timeout,
+                                 cache_prompts=self.cache_prompts)
 
     async def close(self) -> None:
         await super().close()
