@@ -60,10 +60,11 @@ class DaskExecutor(Executor):
         self._cluster: distributed.LocalCluster | None = None
         self._semaphore: distributed.Semaphore | None = None
         self._shipped: Provider | None = None
-        self._session = secrets.token_hex(4)  # names this run's provider copies and keys on the cluster
+        self._session = ""  # names this run's provider copies and task keys on the cluster
         self._where = ""
 
     async def start(self, provider: Provider) -> None:
+        self._session = secrets.token_hex(4)
         self._shipped = provider.for_workers()
         self.client = await self._connect()
         if self.cluster_concurrency:
@@ -93,7 +94,7 @@ class DaskExecutor(Executor):
         try:
             client: distributed.Client = await distributed.Client(address, asynchronous=True, set_as_default=False,
                                                                   security=security)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError) as exc:  # refused, timed out, or not an address
             raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc}). Check the address "
                               "(e.g. tcp://10.0.0.5:8786) and that the scheduler is running.") from None
         self._owns_client = True

@@ -160,3 +160,20 @@ def test_the_widget_shows_where_agents_run_and_links_the_dashboard(tmp_path: Pat
 def test_the_executor_is_recorded_in_the_manifest(tmp_path: Path) -> None:
     result = om.run(make_spec({"a": 1}), provider=PythonProvider(echo), root=tmp_path)
     assert om.load_run(result.path).state.executor == "local (this process)"
+
+
+def test_a_run_started_locally_resumes_on_a_cluster_without_redoing_anything(tmp_path: Path,
+                                                                              threads_cluster: Any) -> None:
+    """Where an agent ran is not part of what its output depends on, so a resume may change executor."""
+    calls = Log(tmp_path / "log")
+
+    def worker(request: AgentRequest) -> str:
+        calls.add(request.agent)
+        return f"{request.task}\nDone."
+
+    provider, spec = PythonProvider(worker), make_spec({"a": 2, "b": 1})
+    first = om.run(spec, provider=provider, root=tmp_path / "runs")
+    calls.clear()
+    again = om.run(spec, provider=provider, root=tmp_path / "runs", resume=first.run_id, client=threads_cluster)
+    assert again.state.executor.startswith("dask") and set(again.agents.status) == {"skipped"}
+    assert calls.lines() == []
