@@ -82,7 +82,7 @@ def test_a_worker_killed_mid_run_still_ends_with_every_agent_done_once(tmp_path:
         import time
 
         log.add(f"{request.agent} {os.getpid()}")
-        time.sleep(0.3)
+        time.sleep(0.5)
         return f"Done. {request.agent}"
 
     finished: Counter[str] = Counter()

@@ -177,3 +177,14 @@ def test_a_run_started_locally_resumes_on_a_cluster_without_redoing_anything(tmp
     again = om.run(spec, provider=provider, root=tmp_path / "runs", resume=first.run_id, client=threads_cluster)
     assert again.state.executor.startswith("dask") and set(again.agents.status) == {"skipped"}
     assert calls.lines() == []
+
+
+def test_the_provider_sent_to_workers_carries_no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cloudpickle
+
+    from orchestra_magic.providers.anthropic import AnthropicProvider
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-ENV-MARKER")
+    provider = AnthropicProvider(api_key="sk-ant-ARG-MARKER", base_url="https://api.example.com")
+    shipped = cloudpickle.dumps(provider.for_workers())
+    assert b"MARKER" not in shipped and b"https://api.example.com" in shipped
