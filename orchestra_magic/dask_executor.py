@@ -91,10 +91,12 @@ class DaskExecutor(Executor):
             address = self.scheduler
         else:
             address = self._cluster = await self._local_cluster()
+        client = distributed.Client(address, asynchronous=True, set_as_default=False, security=security)
         try:
-            client: distributed.Client = await distributed.Client(address, asynchronous=True, set_as_default=False,
-                                                                  security=security)
+            await client
         except (OSError, ValueError) as exc:  # refused, timed out, or not an address
+            with suppress(Exception):
+                await client.close()  # else its finaliser complains about coroutines never awaited
             raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc}). Check the address "
                               "(e.g. tcp://10.0.0.5:8786) and that the scheduler is running.") from None
         self._owns_client = True
