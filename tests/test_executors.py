@@ -188,3 +188,23 @@ def test_the_provider_sent_to_workers_carries_no_api_key(monkeypatch: pytest.Mon
     provider = AnthropicProvider(api_key="sk-ant-ARG-MARKER", base_url="https://api.example.com")
     shipped = cloudpickle.dumps(provider.for_workers())
     assert b"MARKER" not in shipped and b"https://api.example.com" in shipped
+
+
+def test_an_asynchronous_client_on_the_runs_loop_is_used_as_it_is_and_left_open(tmp_path: Path,
+                                                                                 threads_cluster: Any) -> None:
+    import asyncio
+
+    from orchestra_magic.api import prepared
+
+    async def main() -> tuple[RunState, bool, str]:
+        async with distributed.Client(threads_cluster.scheduler.address, asynchronous=True,
+                                      set_as_default=False) as client:
+            async with prepared(make_spec({"a": 2}), provider=PythonProvider(echo), root=tmp_path,
+                                client=client) as engine:
+                state = await engine.run()
+                same = engine.executor.client is client
+            return state, same, client.status
+
+    state, same, status = asyncio.run(main())
+    assert state.status == "done" and state.executor.startswith("dask")
+    assert same and status == "running"  # the caller's own client, not closed by the run
