@@ -1,7 +1,8 @@
 """The Python entry points: `arun` (async), `run` (blocking, works inside notebooks too), `RunOptions`.
 
 Configuration flows one way: explicit argument > `%config` trait (the magic passes it in as an
-argument) > environment (`ORCHESTRA_PROVIDER`, `ORCHESTRA_ROOT`, `ORCHESTRA_CONCURRENCY`) > default.
+argument) > environment (`ORCHESTRA_PROVIDER`, `ORCHESTRA_ROOT`, `ORCHESTRA_CONCURRENCY`,
+`ORCHESTRA_EXECUTOR`, `ORCHESTRA_SCHEDULER`) > the spec's own keys (concurrency, executor, scheduler) > default.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from .engine import Engine, Listener, RetryPolicy
 from .errors import ConfigError
+from .executors import Executor, make_executor
 from .prompts import Prompts
 from .providers import Provider, make_provider
 from .results import Run
@@ -33,11 +35,15 @@ class RunOptions:
     provider: str | Provider = DEFAULT_PROVIDER
     root: str = DEFAULT_ROOT
     concurrency: int | None = None
+    executor: str | Executor | None = None  # None: the spec's `executor`, else local (dask with a scheduler)
+    scheduler: str | None = None  # a Dask scheduler address; None: the spec's `scheduler`
+    client: Any = None  # an existing `distributed.Client` to run on (Python only)
 
     @classmethod
     def resolve(
         cls, provider: str | Provider | None = None, root: str | os.PathLike[str] | None = None,
-        concurrency: int | None = None,
+        concurrency: int | None = None, executor: str | Executor | None = None, scheduler: str | None = None,
+        client: Any = None,
     ) -> RunOptions:
         env = os.environ
         chosen_concurrency = concurrency if concurrency is not None else _env_int("ORCHESTRA_CONCURRENCY")
@@ -47,6 +53,9 @@ class RunOptions:
             provider=provider or env.get("ORCHESTRA_PROVIDER") or DEFAULT_PROVIDER,
             root=str(root or env.get("ORCHESTRA_ROOT") or DEFAULT_ROOT),
             concurrency=chosen_concurrency,
+            executor=executor or env.get("ORCHESTRA_EXECUTOR") or None,
+            scheduler=scheduler or env.get("ORCHESTRA_SCHEDULER") or None,
+            client=client,
         )
 
 
@@ -72,16 +81,23 @@ async def prepared(
     listeners: tuple[Listener, ...] = (),
     retry: RetryPolicy | None = None,
     tools: ToolsArg | None = None,
+    executor: str | Executor | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> AsyncIterator[Engine]:
-    """An `Engine` ready to run, its provider started. Everything the user can get wrong (spec,
-    templates, tools, provider key and endpoint) is checked before the run folder is created.
-    `tools`: the Python functions the spec's `tools:` names (a list, or a name-to-function mapping);
-    a name not found there is looked up in `variables` (the notebook's namespace)."""
+    """An `Engine` ready to run, its provider and executor started. Everything the user can get wrong
+    (spec, templates, tools, provider key and endpoint, scheduler address) is checked before the run
+    folder is created. `tools`: the Python functions the spec's `tools:` names (a list, or a
+    name-to-function mapping); a name not found there is looked up in `variables` (the notebook's
+    namespace). `executor` is "local" or "dask"; `scheduler` (an address) or `client` (a
+    `distributed.Client`) say which Dask cluster, and imply "dask"."""
     loaded = load_spec(spec, variables)
     Prompts(loaded.templates).check()
     functions = resolve_tools(loaded, tools, variables)
-    options = RunOptions.resolve(provider, root, concurrency)
+    options = RunOptions.resolve(provider, root, concurrency, executor, scheduler, client)
     backend = make_provider(options.provider)
+    runner = make_executor(options.executor, loaded, scheduler=options.scheduler, client=options.client,
+                           concurrency=options.concurrency)
     folder = _resume_folder(options.root, resume) if resume else None
     if folder:
         folder.lock()  # before reading: the state must not change under us
@@ -89,11 +105,15 @@ async def prepared(
         prior = folder.read_state() if folder else None
         await backend.start()
         try:
-            if folder is None:
-                folder = RunFolder.create(options.root, loaded.name)
-                folder.lock()
-            yield Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
-                         retry=retry, listeners=listeners, tools=functions)
+            try:
+                await runner.start(backend)
+                if folder is None:
+                    folder = RunFolder.create(options.root, loaded.name)
+                    folder.lock()
+                yield Engine(loaded, backend, folder, prior=prior, concurrency=options.concurrency,
+                             retry=retry, listeners=listeners, tools=functions, executor=runner)
+            finally:
+                await runner.close()  # before the provider: workers may still be calling it
         finally:
             await backend.close()
     finally:

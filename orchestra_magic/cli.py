@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
     run.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable for the spec's templates")
     run.add_argument("--tools", metavar="FILE.py", help="a Python file whose functions the spec's `tools:` may name")
+    run.add_argument("--executor", choices=("local", "dask"),
+                     help="where agents run: local (default) or dask (a cluster; see --scheduler)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask; without it, "
+                          "--executor dask starts a local cluster for the run)")
     run.set_defaults(handler=_run)
 
     show = commands.add_parser("show", help="print a finished run's summaries and agent counts")
@@ -96,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         with progress:
             result = run(args.spec, provider=args.provider, root=args.root, concurrency=args.concurrency,
                          resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,),
-                         tools=tools)
+                         tools=tools, executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt:
         if progress.run_id:
             print(f"\nStopped. Finished agents are kept; continue with:\n  orchestra run {args.spec} "

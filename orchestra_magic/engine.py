@@ -5,6 +5,7 @@ becomes ready (ahead of waiting workers) the moment its own last worker finishes
 slot at once; `waves` starts the next batch only when the whole previous batch is finished (the method's
 "waves of 8"). Every change is an event: the reducer updates `state`, the run folder journals it, and
 listeners (progress views) are told. Outputs are files; the engine keeps only summaries and numbers.
+Where each call runs is the executor's business (`executors`): here, or as a task on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .events import (
     RunState,
     RunStatus,
 )
+from .executors import Executor, LocalExecutor
 from .pricing import cost_usd
 from .prompts import Prompts, extract_summary, fence, worker_note
 from .providers.base import AgentRequest, Completion, Provider, WorkerResult
@@ -108,6 +110,7 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         snapshot_every: float = 2.0,
         tools: Mapping[str, PythonTool] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.spec, self.provider, self.folder = spec, provider, folder
         self.tools = dict(tools or {})  # the Python tools, resolved once (`tools.resolve_tools`)
@@ -119,6 +122,8 @@ class Engine:
         self.plans = {p.key: p for p in plan_agents(spec)}
         self.prior = {k: (a.status, a.input_hash) for k, a in (prior.agents.items() if prior else ())}
         self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
+        self.executor = executor or LocalExecutor(provider)  # where calls run; started by whoever made it
+        self.state.executor, self.state.dashboard = self.executor.describe(), self.executor.dashboard_link
         self.rng = random.Random()
         self.throttle = Throttle(self.concurrency)
         self._stopping = ""
@@ -259,12 +264,12 @@ class Engine:
         retried) and each of the batch's HTTP calls has the client's own timeout."""
         if request.mode == "batch" and self.provider.batches:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            return await self.provider.complete(request)
+            return await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt)
         token = await self.throttle.acquire()
         self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
         try:
             async with asyncio.timeout(self.spec.timeout):
-                completion = await self.provider.complete(request)
+                completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt)
         except TransientAgentError as exc:
             self.throttle.release(token, ok=False, rate_limited=exc.rate_limited, retry_after=exc.retry_after)
             raise

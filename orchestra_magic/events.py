@@ -138,6 +138,8 @@ class RunState:
     cost_usd: float = 0.0  # what the agents with a known price cost; see `unpriced`
     unpriced: int = 0  # finished agents that reported tokens for a model with no known price
     rate_limited: int = 0  # 429/529 refusals seen while this process ran the run (not kept on disk)
+    executor: str = "local"  # where the agents run, in words ("dask (tcp://…, 2 workers, 8 threads)")
+    dashboard: str = ""  # the executor's dashboard, when it has one (Dask's)
 
     def __post_init__(self) -> None:
         self.counts = Counter(a.status for a in self.agents.values())
@@ -230,6 +232,8 @@ class RunState:
             "reason": self.reason,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "executor": self.executor,
+            "dashboard": self.dashboard,
             "agents": [_fields(a) for a in self.agents.values()],
         }
 
@@ -237,4 +241,5 @@ class RunState:
     def from_dict(cls, data: dict[str, Any]) -> RunState:
         agents = {a["agent"]: AgentState(**a) for a in data["agents"]}
         keys = ("run_id", "name", "provider", "started_at", "status", "finished_at", "reason")
-        return cls(agents=agents, **{k: data[k] for k in keys})
+        optional = {k: data[k] for k in ("executor", "dashboard") if k in data}  # absent in older folders
+        return cls(agents=agents, **{k: data[k] for k in keys}, **optional)

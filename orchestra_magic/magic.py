@@ -71,6 +71,8 @@ class OrchestraMagics(Magics):
     @argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
     @argument("--dry-run", action="store_true", help="show the plan and prompts; call nothing")
     @argument("--background", action="store_true", help="return at once; get results with `await run`")
+    @argument("--executor", choices=("local", "dask"), help="where agents run (default local)")
+    @argument("--scheduler", help="a Dask scheduler address, or a variable holding a distributed.Client")
     @cell_magic
     def orchestrate(self, line: str, cell: str) -> Any:
         """Run the spec in the cell body; the cell's value is the summaries DataFrame."""
@@ -113,7 +115,7 @@ class OrchestraMagics(Magics):
 
             run = start(cell, provider=self._provider(args.provider), variables=variables,
                         root=args.root or self.root or None, concurrency=args.concurrency or self.concurrency or None,
-                        resume=args.resume)
+                        resume=args.resume, executor=args.executor, **self._cluster(args.scheduler))
         self.live[run.run_id] = run
         return _Job(self, run, args.output, args.background)
 
@@ -125,6 +127,14 @@ class OrchestraMagics(Magics):
         chosen = name or self.provider or None
         value = self.ip.user_ns.get(chosen) if chosen else None
         return value if isinstance(value, Provider) else chosen
+
+    def _cluster(self, scheduler: str | None) -> dict[str, Any]:
+        """`--scheduler`: an address, or the name of a notebook variable holding a `distributed.Client`
+        (checked by its type's module, so `distributed` is never imported here)."""
+        value = self.ip.user_ns.get(scheduler) if scheduler else None
+        if value is not None and type(value).__module__.startswith("distributed"):
+            return {"client": value}
+        return {"scheduler": scheduler}
 
     # ---- line magics ---------------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ class CliProgress:
         self.progress.start()
         self.run_id = state.run_id
         self._run_task = self.progress.add_task(escape(state.run_id), total=state.total, info="")
+        if not state.executor.startswith("local"):
+            dashboard = f"; dashboard: {state.dashboard}" if state.dashboard else ""
+            self.progress.console.print(escape(f"Agents run on {state.executor}{dashboard}"))
         sizes: dict[str, int] = {}
         for agent in state.agents.values():
             sizes[agent.domain] = sizes.get(agent.domain, 0) + 1

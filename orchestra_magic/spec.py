@@ -159,6 +159,9 @@ class Spec(_Model):
     tools: tuple[Text, ...] = ()
     max_tool_turns: StrictInt = Field(8, ge=1, le=100)
     budget_usd: StrictFloat | None = Field(None, gt=0)
+    executor: Literal["local", "dask"] | None = None  # where agents run; unset: local, or dask with a scheduler
+    scheduler: Text | None = None  # a Dask scheduler address (tcp://host:8786); implies executor: dask
+    cluster_concurrency: StrictInt | None = Field(None, ge=1, le=100_000)  # cap across all runs on the cluster
     roles: Roles = Roles()
     summary_words: StrictInt = Field(150, ge=10, le=2000)
     context: StrictStr = ""

@@ -149,9 +149,20 @@ def header_text(state: RunState, now: float, html_: bool = False) -> str:
     tokens += f" · {state.rate_limited} rate-limit waits" if state.rate_limited else ""
     elapsed = f"{state.elapsed(now):.1f} s"
     if not html_:
-        return f"{state.run_id} [{state.status}] {counts} · {tokens} · {elapsed}"
+        where = "" if state.executor.startswith("local") else f" · on {state.executor.split()[0]}"
+        return f"{state.run_id} [{state.status}] {counts} · {tokens} · {elapsed}{where}"
     return (f"<b>{html.escape(state.run_id)}</b> {_badge(state.status)} &nbsp; {counts} &nbsp;·&nbsp; "
-            f"{tokens} &nbsp;·&nbsp; {elapsed}<br><small>Context economy: {state.economy()}</small>")
+            f"{tokens} &nbsp;·&nbsp; {elapsed}<br><small>Context economy: {state.economy()}</small>"
+            f"<br><small>{executor_html(state)}</small>")
+
+
+def executor_html(state: RunState) -> str:
+    """Where the agents run, with a link to the executor's dashboard (Dask's) when it has one."""
+    line = f"Agents run on: {html.escape(state.executor)}"
+    if state.dashboard:
+        link = html.escape(state.dashboard, quote=True)
+        line += f" &nbsp;·&nbsp; <a href='{link}' target='_blank' rel='noopener'>open the Dask dashboard ↗</a>"
+    return line
 
 
 def _badge(status: str) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 
 
@@ -11,3 +16,48 @@ def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
                  "ORCHESTRA_ROOT", "ORCHESTRA_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
 
+
+
+@pytest.fixture(scope="session")
+def threads_cluster() -> Iterator[Any]:
+    """An in-process Dask cluster (2 workers, 8 threads each) shared by the whole session: it starts in
+    milliseconds, and its tasks still travel the way they do on a real cluster (pickled with cloudpickle,
+    run on the workers' own event loop), so it exercises the dask executor's whole path."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=8, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@dataclass
+class On:
+    """One executor for the parametrised engine tests: `options` go to `om.run`/`om.arun`, `started`
+    makes a started executor for tests that build an `Engine` by hand."""
+
+    name: str
+    options: dict[str, Any]
+
+    @asynccontextmanager
+    async def started(self, provider: Any) -> AsyncIterator[Any]:
+        from orchestra_magic.executors import LocalExecutor
+
+        if self.name == "local":
+            yield LocalExecutor(provider)
+            return
+        from orchestra_magic.dask_executor import DaskExecutor
+
+        executor = DaskExecutor(client=self.options["client"])
+        await executor.start(provider)
+        try:
+            yield executor
+        finally:
+            await executor.close()
+
+
+@pytest.fixture(params=["local", "dask"])
+def on(request: pytest.FixtureRequest) -> On:
+    """Each engine test runs once per executor: the same behaviour is promised on both."""
+    if request.param == "local":
+        return On("local", {})
+    client = request.getfixturevalue("threads_cluster")
+    return On("dask", {"executor": "dask", "client": client})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +30,46 @@ def first_output(root: Path, timeout: float = 60) -> Path:
             return found[0].parent.parent
         time.sleep(0.05)
     raise AssertionError(f"no worker finished within {timeout:g} s")
+
+
+class Log:
+    """What agent functions did, as lines in a file. Agent functions are pickled to run on Dask (even an
+    in-process cluster), so a list they append to would be a copy; a file is seen from every process."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, line: str) -> None:
+        with open(self.folder / "log", "a", encoding="utf-8") as f:  # one small O_APPEND write: whole lines
+            f.write(line + "\n")
+
+    def lines(self) -> list[str]:
+        path = self.folder / "log"
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+    def clear(self) -> None:
+        (self.folder / "log").unlink(missing_ok=True)
+
+    def first(self, name: str) -> bool:
+        """True the first time `name` is asked about, in any process (an exclusive file create)."""
+        try:
+            (self.folder / f"once-{name}").open("x").close()
+        except FileExistsError:
+            return False
+        return True
+
+    async def wait_for(self, line: str) -> None:
+        """Wait (bounded: 30 s) until some function has logged `line`."""
+        async with asyncio.timeout(30):
+            while line not in self.lines():  # noqa: ASYNC110 (an Event cannot cross processes)
+                await asyncio.sleep(0.01)
+
+    def wait_until(self, done: Callable[[list[str]], bool], what: str, timeout: float = 60) -> list[str]:
+        """Block (bounded) until `done(lines)` holds; returns the lines."""
+        deadline = time.monotonic() + timeout
+        while not done(lines := self.lines()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout:g} s; the log has {lines}")
+            time.sleep(0.01)
+        return lines

@@ -1,4 +1,8 @@
-"""The engine's behaviour through its public entry points, with the function-backed provider."""
+"""The engine's behaviour through its public entry points, with the function-backed provider.
+
+Every test that runs agents runs twice, on the local executor and on Dask (`on`, see conftest): the same
+behaviour is promised on both. Agent functions are pickled to run on Dask, so they report what they did
+through files (`Log`), never through variables they close over."""
 
 from __future__ import annotations
 
@@ -11,26 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_spec
+from conftest import On
+from helpers import Log, make_spec
 
 import orchestra_magic as om
 from orchestra_magic.engine import Engine, RetryPolicy
 from orchestra_magic.errors import AgentError, TransientAgentError
+from orchestra_magic.events import AgentStarted, Event, RunState
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
 from orchestra_magic.runfolder import RunFolder
 from orchestra_magic.spec import load_spec
+
+LOCAL = On("local", {})  # for tests about the run folder, not about where agents run
 
 
 def echo(request: AgentRequest) -> str:
     return f"Result of {request.task}\nDone. Echoed {request.agent}."
 
 
-def run(spec: Any, tmp_path: Path, provider: Any = None, **kwargs: Any) -> om.Run:
-    return om.run(spec, provider=provider or PythonProvider(echo), root=tmp_path / "runs", **kwargs)
+def run(spec: Any, tmp_path: Path, on: On, provider: Any = None, **kwargs: Any) -> om.Run:
+    return om.run(spec, provider=provider or PythonProvider(echo), root=tmp_path / "runs", **on.options, **kwargs)
 
 
-def test_a_run_writes_every_output_and_returns_only_summaries(tmp_path: Path) -> None:
-    result = run(make_spec({"a": 3, "b": 2}), tmp_path)
+def test_a_run_writes_every_output_and_returns_only_summaries(tmp_path: Path, on: On) -> None:
+    result = run(make_spec({"a": 3, "b": 2}), tmp_path, on)
     assert result.status == "done"
     assert sorted(p.name for p in (result.path / "workers").iterdir()) == [
         "a-1.md", "a-2.md", "a-3.md", "b-1.md", "b-2.md"]
@@ -43,64 +51,63 @@ def test_a_run_writes_every_output_and_returns_only_summaries(tmp_path: Path) ->
     assert manifest["status"] == "done" and len(manifest["agents"]) == 7
 
 
-def test_coordinator_starts_as_soon_as_its_own_workers_finish(tmp_path: Path) -> None:
-    release_b = asyncio.Event()
-    order: list[str] = []
+def test_coordinator_starts_as_soon_as_its_own_workers_finish(tmp_path: Path, on: On) -> None:
+    log = Log(tmp_path / "log")
 
     async def worker(request: AgentRequest) -> str:
         if request.domain == "b":
-            await release_b.wait()
-        order.append(request.agent)
+            await log.wait_for("coordinator:a")  # b's workers are held until a's coordinator has run
+        log.add(request.agent)
         return "Done. ok"
 
     async def coordinator(request: AgentRequest) -> str:
-        order.append(request.agent)
-        release_b.set()  # b's workers are held until a's coordinator has run
+        log.add(request.agent)
         return "<summary>s</summary>"
 
-    result = run(make_spec({"a": 2, "b": 2}), tmp_path, PythonProvider(worker, coordinator))
+    result = run(make_spec({"a": 2, "b": 2}), tmp_path, on, PythonProvider(worker, coordinator))
     assert result.status == "done"
+    order = log.lines()
     assert order.index("coordinator:a") < order.index("b-1")
 
 
-def test_in_flight_agents_never_exceed_the_concurrency_cap(tmp_path: Path) -> None:
-    in_flight, peak = 0, 0
+def test_in_flight_agents_never_exceed_the_concurrency_cap(tmp_path: Path, on: On) -> None:
+    log, flying = Log(tmp_path / "log"), tmp_path / "in-flight"
+    flying.mkdir()
 
     async def worker(request: AgentRequest) -> str:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.001)
-        in_flight -= 1
+        (flying / request.agent).mkdir()  # counted where the call runs, not where the engine thinks it does
+        log.add(str(len(list(flying.iterdir()))))
+        await asyncio.sleep(0.02)
+        (flying / request.agent).rmdir()
         return "Done."
 
-    run(make_spec({"a": 20, "b": 20}, concurrency=3), tmp_path, PythonProvider(worker))
-    assert peak == 3
+    run(make_spec({"a": 10, "b": 10}, concurrency=3), tmp_path, on, PythonProvider(worker))
+    assert max(int(n) for n in log.lines()) == 3
 
 
-def test_waves_start_a_batch_only_when_the_previous_one_is_finished(tmp_path: Path) -> None:
-    log: list[tuple[str, str]] = []
+def test_waves_start_a_batch_only_when_the_previous_one_is_finished(tmp_path: Path, on: On) -> None:
+    lines = Log(tmp_path / "log")
 
     async def worker(request: AgentRequest) -> str:
-        log.append(("start", request.agent))
+        lines.add(f"start {request.agent}")
         await asyncio.sleep(0.002 if request.agent.endswith("1") else 0)
-        log.append(("end", request.agent))
+        lines.add(f"end {request.agent}")
         return "Done."
 
-    run(make_spec({"a": 5}, concurrency=2, schedule="waves"), tmp_path, PythonProvider(worker))
+    run(make_spec({"a": 5}, concurrency=2, schedule="waves"), tmp_path, on, PythonProvider(worker))
+    log = [tuple(line.split()) for line in lines.lines()]
     starts = [i for i, (kind, _) in enumerate(log) if kind == "start"]
     # Waves of two: the 3rd start comes after both of the first two ends, the 5th after the 3rd and 4th.
     assert [kind for kind, _ in log[: starts[2]]] == ["start", "start", "end", "end"]
     assert [kind for kind, _ in log[starts[2]: starts[4]]] == ["start", "start", "end", "end"]
 
 
-def test_transient_failures_are_retried_with_the_servers_retry_after(tmp_path: Path) -> None:
-    calls: dict[str, int] = {}
+def test_transient_failures_are_retried_with_the_servers_retry_after(tmp_path: Path, on: On) -> None:
+    log = Log(tmp_path / "log")
     waits: list[float] = []
 
     def flaky(request: AgentRequest) -> str:
-        calls[request.agent] = calls.get(request.agent, 0) + 1
-        if calls[request.agent] == 1:
+        if log.first(request.agent):
             raise TransientAgentError("HTTP 429 rate_limit_error", retry_after=0.25)
         return "Done."
 
@@ -109,7 +116,13 @@ def test_transient_failures_are_retried_with_the_servers_retry_after(tmp_path: P
 
     spec = load_spec(make_spec({"a": 2}))
     folder = RunFolder.create(tmp_path, "r")
-    state = asyncio.run(Engine(spec, PythonProvider(flaky), folder, sleep=sleep).run())
+    provider = PythonProvider(flaky)
+
+    async def main() -> RunState:
+        async with on.started(provider) as executor:
+            return await Engine(spec, provider, folder, sleep=sleep, executor=executor).run()
+
+    state = asyncio.run(main())
     assert state.status == "done"
     assert waits == [0.25, 0.25]
     assert [state.agents[k].attempts for k in ("a-1", "a-2")] == [2, 2]
@@ -126,11 +139,11 @@ def test_backoff_grows_exponentially_with_jitter() -> None:
         assert full * 0.5 <= delay <= full
 
 
-def test_an_agent_that_keeps_failing_is_marked_failed_with_its_last_error(tmp_path: Path) -> None:
+def test_an_agent_that_keeps_failing_is_marked_failed_with_its_last_error(tmp_path: Path, on: On) -> None:
     def always_busy(request: AgentRequest) -> str:
         raise TransientAgentError("HTTP 529 overloaded_error")
 
-    result = run(make_spec({"a": 1}, attempts=2), tmp_path, PythonProvider(always_busy),
+    result = run(make_spec({"a": 1}, attempts=2), tmp_path, on, PythonProvider(always_busy),
                  retry=RetryPolicy(attempts=2, base=0.001))
     row = result.agents.set_index("agent").loc["a-1"]
     assert row.status == "failed" and row.attempts == 2
@@ -138,32 +151,30 @@ def test_an_agent_that_keeps_failing_is_marked_failed_with_its_last_error(tmp_pa
     assert result.status == "failed"
 
 
-def test_a_permanent_error_is_not_retried(tmp_path: Path) -> None:
+def test_a_permanent_error_is_not_retried(tmp_path: Path, on: On) -> None:
     def bad_request(request: AgentRequest) -> str:
         raise AgentError("HTTP 400 invalid_request_error: max_tokens too large")
 
-    result = run(make_spec({"a": 1}), tmp_path, PythonProvider(bad_request))
+    result = run(make_spec({"a": 1}), tmp_path, on, PythonProvider(bad_request))
     assert result.agents.set_index("agent").loc["a-1", "attempts"] == 1
 
 
-def test_a_hanging_agent_times_out_and_is_retried(tmp_path: Path) -> None:
-    calls = 0
+def test_a_hanging_agent_times_out_and_is_retried(tmp_path: Path, on: On) -> None:
+    log = Log(tmp_path / "log")
 
     async def hangs_once(request: AgentRequest) -> str:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        if log.first(request.agent):
             await asyncio.Event().wait()
         return "Done."
 
-    result = run(make_spec({"a": 1}, timeout=0.05), tmp_path, PythonProvider(hangs_once),
+    result = run(make_spec({"a": 1}, timeout=0.5), tmp_path, on, PythonProvider(hangs_once),
                  retry=RetryPolicy(attempts=2, base=0.001))
     assert result.agents.set_index("agent").loc["a-1", "attempts"] == 2
     assert result.status == "done"
 
 
-def test_a_domain_with_failed_workers_is_still_synthesised_and_says_what_is_missing(tmp_path: Path) -> None:
-    seen: list[AgentRequest] = []
+def test_a_domain_with_failed_workers_is_still_synthesised_and_says_what_is_missing(tmp_path: Path, on: On) -> None:
+    log = Log(tmp_path / "log")
 
     def worker(request: AgentRequest) -> str:
         if request.agent == "a-2":
@@ -171,29 +182,30 @@ def test_a_domain_with_failed_workers_is_still_synthesised_and_says_what_is_miss
         return "Done."
 
     def coordinator(request: AgentRequest) -> str:
-        seen.append(request)
+        log.add(json.dumps({"missing": [r.agent for r in request.inputs if r.missing], "prompt": request.prompt}))
         return "<summary>partial</summary>"
 
-    result = run(make_spec({"a": 3}), tmp_path, PythonProvider(worker, coordinator))
+    result = run(make_spec({"a": 3}), tmp_path, on, PythonProvider(worker, coordinator))
     row = result.summaries.iloc[0]
     assert (row.status, row.failed, row.missing) == ("done", 1, ["a-2"])
-    assert [r.agent for r in seen[0].inputs if r.missing] == ["a-2"]
-    assert "a-2" in seen[0].prompt and "missing: ValueError: no data for this one" in seen[0].prompt
+    (seen,) = [json.loads(line) for line in log.lines()]
+    assert seen["missing"] == ["a-2"]
+    assert "a-2" in seen["prompt"] and "missing: ValueError: no data for this one" in seen["prompt"]
     assert result.agents.set_index("agent").loc["a-2", "error"] == "ValueError: no data for this one"
 
 
-def test_a_domain_whose_workers_all_failed_gets_no_coordinator_call(tmp_path: Path) -> None:
-    coordinated: list[str] = []
+def test_a_domain_whose_workers_all_failed_gets_no_coordinator_call(tmp_path: Path, on: On) -> None:
+    log = Log(tmp_path / "log")
 
     def worker(request: AgentRequest) -> str:
         raise ValueError("broken")
 
     def coordinator(request: AgentRequest) -> str:
-        coordinated.append(request.agent)
+        log.add(request.agent)
         return "x"
 
-    result = run(make_spec({"a": 2}), tmp_path, PythonProvider(worker, coordinator))
-    assert coordinated == []
+    result = run(make_spec({"a": 2}), tmp_path, on, PythonProvider(worker, coordinator))
+    assert log.lines() == []
     assert "all 2 workers of a failed" in result.agents.set_index("agent").loc["coordinator:a", "error"]
 
 
@@ -205,8 +217,8 @@ def test_a_domain_whose_workers_all_failed_gets_no_coordinator_call(tmp_path: Pa
         ("No marked summary here at all.", "No marked summary here at all. … [no summary section", True),
     ],
 )
-def test_the_parent_gets_a_bounded_summary(tmp_path: Path, text: str, expected: str, flagged: bool) -> None:
-    result = run(make_spec({"a": 1}), tmp_path, PythonProvider(echo, lambda r: text))
+def test_the_parent_gets_a_bounded_summary(tmp_path: Path, on: On, text: str, expected: str, flagged: bool) -> None:
+    result = run(make_spec({"a": 1}), tmp_path, on, PythonProvider(echo, lambda r: text))
     row = result.summaries.iloc[0]
     assert row.summary.startswith(expected.strip())
     assert bool(row.summary_cut) is flagged
@@ -215,53 +227,52 @@ def test_the_parent_gets_a_bounded_summary(tmp_path: Path, text: str, expected: 
     assert (result.path / "synthesis" / "a.md").read_text().strip() == text.strip()
 
 
-def test_resume_skips_finished_agents_and_reruns_changed_ones(tmp_path: Path) -> None:
-    calls: list[str] = []
+def test_resume_skips_finished_agents_and_reruns_changed_ones(tmp_path: Path, on: On) -> None:
+    calls = Log(tmp_path / "log")
 
     def worker(request: AgentRequest) -> str:
-        calls.append(request.agent)
+        calls.add(request.agent)
         return f"{request.task}\nDone."
 
     provider = PythonProvider(worker)
-    first = run(make_spec({"a": 2, "b": 2}), tmp_path, provider)
+    first = run(make_spec({"a": 2, "b": 2}), tmp_path, on, provider)
     calls.clear()
-    again = run(make_spec({"a": 2, "b": 2}), tmp_path, provider, resume=first.run_id)
-    assert calls == [] and set(again.agents.status) == {"skipped"}
+    again = run(make_spec({"a": 2, "b": 2}), tmp_path, on, provider, resume=first.run_id)
+    assert calls.lines() == [] and set(again.agents.status) == {"skipped"}
     assert again.path == first.path
     assert again.summaries.summary.tolist() == first.summaries.summary.tolist()
 
     changed = make_spec({"a": 2, "b": 2})
     changed["domains"][1]["workers"][0]["task"] = "A different task."
-    third = run(changed, tmp_path, provider, resume=first.run_id)
+    third = run(changed, tmp_path, on, provider, resume=first.run_id)
     statuses = third.agents.set_index("agent").status.to_dict()
-    assert calls == ["b-1"]
+    assert calls.lines() == ["b-1"]
     assert statuses == {"a-1": "skipped", "a-2": "skipped", "b-1": "done", "b-2": "skipped",
                         "coordinator:a": "skipped", "coordinator:b": "done"}
 
 
-def test_cancelling_a_run_leaves_a_folder_that_resumes_to_completion(tmp_path: Path) -> None:
-    started = asyncio.Event()
-    hang = True
-    calls: list[str] = []
+def test_cancelling_a_run_leaves_a_folder_that_resumes_to_completion(tmp_path: Path, on: On) -> None:
+    calls, root, release = Log(tmp_path / "log"), tmp_path / "runs", tmp_path / "release"
 
     async def worker(request: AgentRequest) -> str:
-        calls.append(request.agent)
-        if request.agent == "a-3" and hang:
-            started.set()
+        calls.add(request.agent)
+        if request.agent == "a-3" and not release.exists():
+            calls.add("a-3 hangs")
             await asyncio.sleep(3600)
         return "Done."
 
     provider = PythonProvider(worker)  # the same function both times, so finished agents count as unchanged
+    spec = make_spec({"a": 4}, concurrency=3)
 
     async def main() -> None:
-        task = asyncio.create_task(om.arun(make_spec({"a": 4}, concurrency=3), provider=provider, root=tmp_path))
-        await started.wait()
+        task = asyncio.create_task(om.arun(spec, provider=provider, root=root, **on.options))
+        await calls.wait_for("a-3 hangs")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
-    (folder,) = tmp_path.iterdir()
+    (folder,) = root.iterdir()
     state = om.load_run(folder).state
     assert state.status == "cancelled"
     assert state.agents["a-3"].status == "cancelled"
@@ -270,26 +281,32 @@ def test_cancelling_a_run_leaves_a_folder_that_resumes_to_completion(tmp_path: P
     assert not (folder / "workers" / "a-3.md").exists()
     assert not list(folder.rglob("*.tmp"))
 
-    hang = False
+    release.touch()
     calls.clear()
-    resumed = om.run(make_spec({"a": 4}, concurrency=3), provider=provider, root=tmp_path, resume=folder.name)
+    resumed = om.run(spec, provider=provider, root=root, resume=folder.name, **on.options)
     assert resumed.status == "done"
-    assert "a-1" not in calls and "a-3" in calls  # finished outputs were kept, not redone
+    assert "a-1" not in calls.lines() and "a-3" in calls.lines()  # finished outputs were kept, not redone
 
 
-def test_stop_cancels_in_flight_agents_and_starts_no_new_ones(tmp_path: Path) -> None:
-    engine: Engine | None = None
-
+def test_stop_cancels_in_flight_agents_and_starts_no_new_ones(tmp_path: Path, on: On) -> None:
     async def worker(request: AgentRequest) -> str:
-        assert engine is not None
-        if request.agent == "a-2":
-            engine.stop()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(30)  # still running when the run is stopped
         return "Done."
 
-    spec = load_spec(make_spec({"a": 6}, concurrency=2))
-    engine = Engine(spec, PythonProvider(worker), RunFolder.create(tmp_path, "r"))
-    state = asyncio.run(engine.run())
+    spec, provider = load_spec(make_spec({"a": 6}, concurrency=2)), PythonProvider(worker)
+
+    async def main() -> RunState:
+        async with on.started(provider) as executor:
+            engine = Engine(spec, provider, RunFolder.create(tmp_path, "r"), executor=executor)
+
+            def stop_once_both_run(event: Event, state: RunState) -> None:
+                if isinstance(event, AgentStarted) and event.agent == "a-2":
+                    engine.stop()
+
+            engine.listeners.append(stop_once_both_run)
+            return await engine.run()
+
+    state = asyncio.run(main())
     assert state.status == "cancelled" and state.reason == "stopped by the user"
     errors = Counter(a.error for a in state.agents.values())
     assert state.counts["cancelled"] == 7 and state.counts["pending"] == 0
@@ -297,7 +314,7 @@ def test_stop_cancels_in_flight_agents_and_starts_no_new_ones(tmp_path: Path) ->
 
 
 def test_the_journal_restores_state_newer_than_the_last_snapshot(tmp_path: Path) -> None:
-    result = run(make_spec({"a": 2}), tmp_path)
+    result = run(make_spec({"a": 2}), tmp_path, LOCAL)
     folder = RunFolder.open(result.path)
     before = folder.read_state()
     journal = result.path / "journal.jsonl"
@@ -327,8 +344,8 @@ def test_two_runs_started_together_get_separate_folders(tmp_path: Path) -> None:
     assert len(folders) == 50
 
 
-def test_load_run_rebuilds_results_from_disk_alone(tmp_path: Path) -> None:
-    result = run(make_spec({"a": 2, "b": 1}), tmp_path)
+def test_load_run_rebuilds_results_from_disk_alone(tmp_path: Path, on: On) -> None:
+    result = run(make_spec({"a": 2, "b": 1}), tmp_path, on)
     loaded = om.load_run(result.path)
     assert loaded.summaries.equals(result.summaries)
     assert loaded.agents.drop(columns="seconds").equals(result.agents.drop(columns="seconds"))
@@ -336,51 +353,51 @@ def test_load_run_rebuilds_results_from_disk_alone(tmp_path: Path) -> None:
     assert "<summary>" in loaded.synthesis("a")
 
 
-def test_the_blocking_form_works_inside_a_running_event_loop(tmp_path: Path) -> None:
+def test_the_blocking_form_works_inside_a_running_event_loop(tmp_path: Path, on: On) -> None:
     async def cell() -> str:
-        return run(make_spec({"a": 1}), tmp_path).status  # as in a notebook cell
+        return run(make_spec({"a": 1}), tmp_path, on).status  # as in a notebook cell
 
     assert asyncio.run(cell()) == "done"
 
 
-def test_completion_objects_carry_token_usage(tmp_path: Path) -> None:
+def test_completion_objects_carry_token_usage(tmp_path: Path, on: On) -> None:
     def answer(request: AgentRequest) -> Completion:
         return Completion("Done. <summary>s</summary>", 10, 5)
 
-    result = run(make_spec({"a": 1}), tmp_path, PythonProvider(answer, answer))
+    result = run(make_spec({"a": 1}), tmp_path, on, PythonProvider(answer, answer))
     assert result.summaries.input_tokens[0] == 20 and result.summaries.output_tokens[0] == 10
 
 
 def test_the_engine_imports_no_notebook_widget_or_sdk_code() -> None:
     code = ("import sys, orchestra_magic.api, orchestra_magic.engine, orchestra_magic.results; "
-            "bad = [m for m in ('IPython', 'ipywidgets', 'ipykernel', 'anthropic', 'pandas', 'aiohttp') "
+            "bad = [m for m in ('IPython', 'ipywidgets', 'ipykernel', 'anthropic', 'pandas', 'aiohttp', 'distributed') "
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_a_run_folder_in_use_cannot_be_resumed_by_a_second_run(tmp_path: Path) -> None:
-    first = run(make_spec({"a": 1}), tmp_path)
+    first = run(make_spec({"a": 1}), tmp_path, LOCAL)
     holder = RunFolder.open(first.path)
     holder.lock()
     try:
         with pytest.raises(om.RunFolderError, match="is in use by another run"):
-            run(make_spec({"a": 1}), tmp_path, resume=first.run_id)
+            run(make_spec({"a": 1}), tmp_path, LOCAL, resume=first.run_id)
     finally:
         holder.unlock()
-    assert run(make_spec({"a": 1}), tmp_path, resume=first.run_id).status == "done"
+    assert run(make_spec({"a": 1}), tmp_path, LOCAL, resume=first.run_id).status == "done"
 
 
 def test_a_finished_resume_leaves_the_folder_free(tmp_path: Path) -> None:
-    first = run(make_spec({"a": 1}), tmp_path)
-    run(make_spec({"a": 1}), tmp_path, resume=first.run_id)
+    first = run(make_spec({"a": 1}), tmp_path, LOCAL)
+    run(make_spec({"a": 1}), tmp_path, LOCAL, resume=first.run_id)
     other = RunFolder.open(first.path)
     other.lock()  # would raise if the resume had kept its claim
     other.unlock()
 
 
 def test_a_full_disk_fails_the_agent_with_a_clear_error_and_leaves_no_partial_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on: On) -> None:
     from orchestra_magic import runfolder
 
     real_replace = runfolder.os.replace
@@ -391,7 +408,7 @@ def test_a_full_disk_fails_the_agent_with_a_clear_error_and_leaves_no_partial_fi
         real_replace(src, dst)
 
     monkeypatch.setattr(runfolder.os, "replace", replace)
-    result = run(make_spec({"a": 3}), tmp_path)
+    result = run(make_spec({"a": 3}), tmp_path, on)
     agents = result.agents.set_index("agent")
     assert agents.loc["a-2", "status"] == "failed"
     assert agents.loc["a-2", "error"].startswith("file error: No space left on device")
@@ -399,26 +416,27 @@ def test_a_full_disk_fails_the_agent_with_a_clear_error_and_leaves_no_partial_fi
     assert not list(result.path.rglob("*.tmp")) and not (result.path / "workers" / "a-2.md").exists()
 
 
-def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          on: On) -> None:
     def broken(self: Any, plan: Any, completion: Any, digest: str) -> None:
         raise RuntimeError("bug in the engine")
 
     monkeypatch.setattr(Engine, "_succeed", broken)
     with pytest.raises(RuntimeError, match="bug in the engine"):
-        run(make_spec({"a": 3}), tmp_path)
+        run(make_spec({"a": 3}), tmp_path, on)
     (folder,) = (tmp_path / "runs").iterdir()
     state = om.load_run(folder).state
     assert state.status == "cancelled" and "bug in the engine" in state.reason
 
 
-def test_the_run_reports_its_context_economy(tmp_path: Path) -> None:
+def test_the_run_reports_its_context_economy(tmp_path: Path, on: On) -> None:
     def worker(request: AgentRequest) -> Completion:
         return Completion("x " * 2000 + "\nDone.", 100, 1000)
 
     def coordinator(request: AgentRequest) -> Completion:
         return Completion("A long synthesis. " * 100 + "<summary>" + "word " * 40 + "</summary>", 5000, 800)
 
-    result = run(make_spec({"a": 5, "b": 5}), tmp_path, PythonProvider(worker, coordinator))
+    result = run(make_spec({"a": 5, "b": 5}), tmp_path, on, PythonProvider(worker, coordinator))
     state = result.state
     assert state.output_tokens == 10 * 1000 + 2 * 800
     assert state.parent_tokens == 99  # two 40-word summaries of 199 characters each

@@ -142,3 +142,16 @@ async def _slow(request: om.AgentRequest) -> str:
 
     await asyncio.sleep(0.05)
     return "Done."
+
+
+def test_the_scheduler_option_takes_a_notebook_client_or_an_address(shell: InteractiveShell,
+                                                                    threads_cluster: Any) -> None:
+    shell.user_ns["client"] = threads_cluster
+    cell(shell, f"%%orchestrate --provider offline --scheduler client -o by_client\n{SPEC}")
+    address = threads_cluster.scheduler.address
+    cell(shell, f"%%orchestrate --provider offline --scheduler {address} -o by_address\n{SPEC}")
+    for name in ("by_client", "by_address"):
+        run = shell.user_ns[name]
+        assert run.status == "done" and run.state.executor.startswith(f"dask ({address}")
+    with pytest.raises(UsageError, match="a Dask scheduler or client was given but the executor is 'local'"):
+        cell(shell, f"%%orchestrate --provider offline --executor local --scheduler client\n{SPEC}")

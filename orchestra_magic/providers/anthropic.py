@@ -36,6 +36,7 @@ _TRANSIENT_STATUS = {408, 409, 429}
 _RATE_LIMITED = {429, 529}  # "slow down" (rate limit) and "overloaded": the whole run backs off
 # The fake ends a batch after its `batch_ms`, not minutes to hours: collect and poll at its pace.
 OFFLINE_BATCHES = BatchPolicy(quiet=0.05, first_poll=0.05, max_poll=1.0)
+OFFLINE_KEY = "offline-simulation"  # what the offline provider sends as its key: a marker, not a secret
 
 
 class AnthropicProvider(Provider):
@@ -126,6 +127,11 @@ class AnthropicProvider(Provider):
                 message = await stream.get_final_message()
         return message
 
+    def for_workers(self) -> AnthropicProvider:
+        """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own
+        environment, so the key is never pickled or sent over the network."""
+        return AnthropicProvider(base_url=self.base_url, timeout=self.timeout, cache_prompts=self.cache_prompts)
+
     def _system(self, text: str) -> list[TextBlockParam]:
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
         (instructions and the spec's context), so 30 workers pay full price for it about once."""
@@ -143,7 +149,7 @@ class OfflineProvider(AnthropicProvider):
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0, timeout: float = 600.0,
                  batch_ms: float = 0, **fake_options: Any) -> None:
         """`fake_options`: any other `FakeMessagesAPI` option, e.g. `rpm_limit=60`."""
-        super().__init__(api_key="offline-simulation", timeout=timeout, batch=OFFLINE_BATCHES)
+        super().__init__(api_key=OFFLINE_KEY, timeout=timeout, batch=OFFLINE_BATCHES)
         self.fake_options: dict[str, Any] = {"latency_ms": latency_ms, "error_rate": error_rate, "seed": seed,
                                              "batch_ms": batch_ms, **fake_options}
         self.server: FakeMessagesAPI | None = None
@@ -154,6 +160,12 @@ class OfflineProvider(AnthropicProvider):
         self.server = FakeMessagesAPI(**self.fake_options)
         self.base_url = await self.server.start("127.0.0.1", 0)
         await super().start()
+
+    def for_workers(self) -> AnthropicProvider:
+        """Workers call this process's fake server (started on 127.0.0.1: reachable from a cluster on
+        this machine, such as a `LocalCluster`). The offline key is a marker, not a secret."""
+        return AnthropicProvider(api_key=OFFLINE_KEY, base_url=self.base_url, timeout=self.timeout,
+                                 cache_prompts=self.cache_prompts)
 
     async def close(self) -> None:
         await super().close()

@@ -86,5 +86,11 @@ class Provider(abc.ABC):
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what `start` acquired."""
 
+    def for_workers(self) -> Provider:
+        """A copy to run in other processes (the dask executor's workers): picklable, not started, and
+        holding no secret; each worker process starts its copy once. A provider whose state pickles
+        as it is (the python provider's functions travel with cloudpickle) returns itself."""
+        return self
+
     @abc.abstractmethod
     async def complete(self, request: AgentRequest) -> Completion: ...

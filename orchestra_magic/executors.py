@@ -1,0 +1,93 @@
+"""Executors: *where* an agent's call runs. The engine keeps deciding *what* runs *when*.
+
+The engine plans, schedules (concurrency cap, waves, coordinators after their workers), retries,
+times out, journals and writes every file; for each attempt it hands one `AgentRequest` to its
+executor and gets one `Completion` (or an exception) back. So everything that makes a run safe to
+stop and resume stays in one process whatever the executor, and an executor is small:
+
+- `local` (the default): the call runs on the engine's own event loop, as it always has.
+- `dask`: each attempt is one task on a `distributed` cluster (see `dask_executor`); the worker
+  returns the completion and the engine, here, journals it and writes the file.
+
+`distributed` is an optional extra and is imported only when the dask executor is chosen.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .providers.base import AgentRequest, Completion, Provider
+    from .spec import Spec
+
+EXECUTORS = ("local", "dask")
+
+
+class Executor(abc.ABC):
+    """Runs agent calls somewhere. `start` before the run folder exists (so a wrong address is the
+    user's mistake, reported as a `ConfigError` before anything is written), `close` after the run."""
+
+    name = "executor"
+    dashboard_link = ""  # a page showing the executor's own view of the work, when it has one
+
+    async def start(self, provider: Provider) -> None:  # noqa: B027 (optional hook)
+        """Get ready to run calls for `provider`, which is already started."""
+
+    @abc.abstractmethod
+    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int) -> Completion:
+        """One attempt of one agent. Raise what the provider raised; on cancellation stop the call."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release what `start` acquired."""
+
+    def describe(self) -> str:
+        """One line for progress views: where the agents run."""
+        return self.name
+
+
+class LocalExecutor(Executor):
+    """Today's behaviour: the provider's coroutine on the engine's event loop, nothing in between."""
+
+    name = "local"
+
+    def __init__(self, provider: Provider | None = None) -> None:
+        self.provider = provider
+
+    async def start(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int) -> Completion:
+        assert self.provider is not None, "LocalExecutor.start was not called"
+        return await self.provider.complete(request)
+
+    def describe(self) -> str:
+        return "local (this process)"
+
+
+def make_executor(executor: str | Executor | None, spec: Spec, *, scheduler: str | None = None,
+                  client: Any = None, concurrency: int | None = None) -> Executor:
+    """The executor for a run. Options (argument or environment) win over the spec's keys; a scheduler
+    address or a `distributed.Client` alone already means dask, so going from a laptop to a cluster is
+    one line: `scheduler: tcp://…` in the spec, `--scheduler` on the command line, or `client=`."""
+    if isinstance(executor, Executor):
+        return executor
+    explicit_scheduler = scheduler
+    scheduler = scheduler or spec.scheduler
+    name = executor or spec.executor or ("dask" if scheduler or client is not None else "local")
+    if name == "local":
+        if explicit_scheduler or client is not None:
+            raise ConfigError("a Dask scheduler or client was given but the executor is 'local'; "
+                              "use executor 'dask' (or drop the scheduler) to choose where agents run")
+        return LocalExecutor()
+    if name == "dask":
+        try:
+            from .dask_executor import DaskExecutor
+        except ImportError as exc:
+            raise ConfigError(f"the dask executor needs the 'distributed' package ({exc.msg}); "
+                              'install it with: pip install "orchestra_magic[dask]"') from None
+        return DaskExecutor(scheduler=scheduler, client=client, cluster_concurrency=spec.cluster_concurrency,
+                            threads=concurrency or spec.concurrency)
+    raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
