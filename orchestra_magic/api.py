@@ -18,7 +18,7 @@ from .errors import ConfigError
 from .prompts import Prompts
 from .providers import Provider, make_provider
 from .results import Run
-from .runfolder import DEFAULT_ROOT, RunFolder
+from .runfolder import DEFAULT_ROOT, RunFolder, find_run
 from .spec import Spec, load_spec
 
 DEFAULT_PROVIDER = "anthropic"
@@ -113,9 +113,8 @@ def run(spec: SpecSource, **kwargs: Any) -> Run:
 
 
 def _resume_folder(root: str, resume: str | os.PathLike[str]) -> RunFolder:
-    """`resume` is a run id under `root`, or a path to a run folder."""
-    candidate = Path(root) / resume
-    return RunFolder.open(candidate if candidate.is_dir() else Path(resume))
+    """`resume` is a run id under `root`, or the path or URL of a run folder."""
+    return find_run(root, resume)
 
 
 ASSUMED_WORKER_OUTPUT_TOKENS = 600  # for the dry-run estimate of what coordinators will read

@@ -168,7 +168,7 @@ class Engine:
                 return
             digest = input_hash(request, self.provider.identity)
             status, old_hash = self.prior.get(plan.key, ("", ""))
-            if status in ("done", "skipped") and old_hash == digest and (self.folder.path / plan.path).is_file():
+            if status in ("done", "skipped") and old_hash == digest and self.folder.exists(plan.path):
                 old = self.state.agents[plan.key]
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
                                          input_tokens=old.input_tokens, output_tokens=old.output_tokens,
@@ -198,14 +198,14 @@ class Engine:
             except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
                 return self._fail(plan, f"{type(exc).__name__}: {exc}")
             else:
-                return self._succeed(plan, completion, digest)
+                return await self._succeed(plan, completion, digest)
             if attempt < self.retry.attempts:
                 delay = self.retry.delay(attempt, retry_after, self.rng)
                 self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay))
                 await self.sleep(delay)
         self._fail(plan, f"gave up after {self.retry.attempts} attempts; last error: {error}")
 
-    def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
+    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
         text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
@@ -220,7 +220,7 @@ class Engine:
             cache_read_tokens=completion.cache_read_tokens, input_hash=digest, summary=summary, summary_cut=cut,
             note=note,
         ))
-        self.folder.write(plan.path, text)  # an OSError here is recorded as the agent's failure (`_run_agent`)
+        await self.folder.write_output(plan.path, text)  # an OSError is recorded as the agent's failure (`_run_agent`)
 
     def _fail(self, plan: AgentPlan, error: str) -> None:
         self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error))
