@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import time
+from concurrent.futures import Executor
 from contextlib import suppress
 from pathlib import Path
 from typing import Protocol
@@ -85,7 +86,7 @@ class Store(Protocol):
     @property
     def location(self) -> Path | str: ...
     @property
-    def blocking(self) -> bool: ...  # True when a write waits on the network
+    def writer(self) -> Executor | None: ...  # threads for writes that wait on the network; None: write inline
     def write(self, relative: str, text: str) -> None: ...
     def read_text(self, relative: str) -> str: ...
     def exists(self, relative: str) -> bool: ...
@@ -100,7 +101,7 @@ class Store(Protocol):
 class LocalStore:
     """A run folder on a local or mounted filesystem: atomic renames, an O_APPEND journal, an OS lock."""
 
-    blocking = False
+    writer = None
 
     def __init__(self, path: Path) -> None:
         self.location = path.absolute()  # a notebook may change directory while the run goes on
@@ -244,10 +245,11 @@ class RunFolder:
         worker thread, so the run's other agents go on; a local write (microseconds) stays on the loop.
         A stop that arrives meanwhile lets the write finish and is not passed on: the agent is already on
         record as done, and its output must land rather than leave it done with no file."""
-        if not self.store.blocking:
+        writer = self.store.writer
+        if writer is None:
             self.store.write(relative, text)
             return
-        put = asyncio.ensure_future(asyncio.to_thread(self.store.write, relative, text))
+        put = asyncio.get_running_loop().run_in_executor(writer, self.store.write, relative, text)
         try:
             await asyncio.shield(put)
         except asyncio.CancelledError:

@@ -17,8 +17,9 @@ guarantees of `runfolder` (write-then-rename, an O(1) appended journal, an OS fi
   is gone; otherwise the error names the object to delete.
 
 Agents' outputs (and the journal before them) are put from worker threads, so a slow store does not
-hold up the other agents; snapshots, the lock and coordinators' reads of their workers' files run on the
-event loop. fsspec is imported here only, and only for URL roots.
+hold up the other agents, and a coordinator reads the outputs this run put from memory. Snapshots, the
+lock, and reads of outputs put by an earlier run (after a resume) are done on the event loop. fsspec is
+imported here only, and only for URL roots.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -81,18 +83,31 @@ class RemoteStore:
     """The files of one run folder at a URL: whole-object puts, a journal put whole, a lock object.
 
     Outputs are written from worker threads (see `RunFolder.write_output`) while the event loop goes on
-    appending journal lines, so putting the journal takes `_guard` and puts the lines counted under it."""
+    appending journal lines. One journal put is in flight at a time; a writer that arrives meanwhile
+    waits for it and then puts every line still missing in one go (group commit), so agents finishing
+    together share a put. A snapshot starts a new `_epoch`: it covers every line before it."""
 
-    blocking = True  # a put waits for the network: the engine writes outputs from a worker thread
+    WRITERS = 32  # threads putting outputs at once: object stores take many parallel puts
 
     def __init__(self, url: str, *, fresh: bool = False) -> None:
         self.location = url.rstrip("/")
         self.fs, self.base = filesystem(self.location)
         self._lines: list[str] = []  # the journal since the last snapshot
         self._stored: int | None = 0 if fresh else None  # how many of them the store holds; None: not read yet
-        self._guard = threading.Lock()
+        self._turn = threading.Condition()  # guards the counters below and hands the journal put over
+        self._putting = False  # a journal put is in flight
+        self._epoch = 0  # snapshots so far
         self._flush_soon: asyncio.Handle | None = None
         self._locked = False
+        self._writer: ThreadPoolExecutor | None = None
+        self._unread: dict[str, str] = {}  # workers' outputs put by this run that no coordinator has read yet
+
+    @property
+    def writer(self) -> ThreadPoolExecutor:
+        """The threads `RunFolder.write_output` puts outputs from (made on first use)."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(self.WRITERS, thread_name_prefix="orchestra-put")
+        return self._writer
 
     @classmethod
     def create(cls, root: str, run_id: str) -> RemoteStore:
@@ -122,8 +137,15 @@ class RemoteStore:
     def write(self, relative: str, text: str) -> None:
         self.flush()
         self._put(relative, text)
+        if relative.startswith("workers/"):
+            self._unread[relative] = text
 
     def read_text(self, relative: str) -> str:
+        """A worker's output put by this run is read from memory, once (its coordinator reads it on the
+        event loop, and it is what the store holds); anything else is one get."""
+        unread = self._unread.pop(relative, None)
+        if unread is not None:
+            return unread
         data: bytes = self.fs.cat_file(self._key(relative))
         return data.decode("utf-8")
 
@@ -136,7 +158,7 @@ class RemoteStore:
         """Keep `line`; a `durable` one (an agent finished with no file to follow) is put at the end of
         this turn of the event loop, together with whatever else finished in it."""
         if self._stored is None:  # resuming: keep what the crashed run left, but not a torn last line
-            with self._guard:
+            with self._turn:
                 self._lines = [kept for kept in self.read_journal().splitlines(keepends=True) if kept.endswith("\n")]
                 self._stored = len(self._lines)
         self._lines.append(line)
@@ -147,12 +169,23 @@ class RemoteStore:
                 self.flush()
 
     def flush(self) -> None:
-        """Put the journal if it has lines the store lacks. Safe from any thread: a put started later
-        holds every line an earlier one held, so the store never goes back."""
-        with self._guard:
-            count = len(self._lines)
-            if self._stored is not None and count > self._stored:
-                self._put(JOURNAL, "".join(self._lines[:count]))
+        """Return once every line appended so far is on the store (or folded into a snapshot). Safe
+        from any thread; the put runs outside the lock so that lines keep being appended meanwhile."""
+        with self._turn:
+            epoch, wanted = self._epoch, len(self._lines)
+            while self._epoch == epoch and self._stored is not None and self._stored < wanted:
+                if self._putting:
+                    self._turn.wait()
+                    continue
+                self._putting, count = True, len(self._lines)
+                text = "".join(self._lines[:count])
+                self._turn.release()
+                try:
+                    self._put(JOURNAL, text)
+                finally:
+                    self._turn.acquire()
+                    self._putting = False
+                    self._turn.notify_all()
                 self._stored = count
 
     def _flush_later(self) -> None:
@@ -168,16 +201,23 @@ class RemoteStore:
 
     def save_snapshot(self, manifest: str) -> None:
         """Put run.json, then empty the journal (replaying old lines over a newer snapshot is harmless)."""
-        with self._guard:
+        with self._turn:
+            while self._putting:  # an older journal must not land after the emptied one
+                self._turn.wait()
             self._put(MANIFEST, manifest)
             if self._stored != 0:
                 self._put(JOURNAL, "")
             self._lines, self._stored = [], 0
+            self._epoch += 1
+            self._turn.notify_all()
 
     def close(self) -> None:
         if self._flush_soon is not None:
             self._flush_soon.cancel()
             self._flush_soon = None
+        if self._writer is not None:
+            self._writer.shutdown()  # every output is written before the run ends; nothing waits here
+            self._writer = None
         self.flush()
 
     # ---- the lock ------------------------------------------------------------------------------

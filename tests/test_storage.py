@@ -227,6 +227,31 @@ def test_a_stop_during_an_output_put_keeps_the_agent_done_with_its_file(
     assert om.load_run(result.path).agents.set_index("agent").loc["a-1", "status"] == "done"
 
 
+def test_a_coordinator_reads_what_this_run_put_from_memory_and_older_outputs_from_the_store(
+        root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gets: list[str] = []
+    real = MemoryFileSystem.cat_file
+
+    def cat_file(fs: MemoryFileSystem, path: str, *args: Any, **kwargs: Any) -> bytes:
+        gets.append(path.rsplit("/", 2)[-2])
+        return bytes(real(fs, path, *args, **kwargs))
+
+    monkeypatch.setattr(MemoryFileSystem, "cat_file", cat_file)
+    failing = [True]
+
+    def coordinator(request: om.AgentRequest) -> str:
+        assert [r.text for r in request.inputs] == [f"Finding for a-{i}.\nDone. Found it.\n" for i in (1, 2, 3)]
+        if failing[0]:
+            raise ValueError("not yet")
+        return "<summary>all three</summary>"
+
+    first = run(root, make_spec({"a": 3}), provider=om.PythonProvider(answer, coordinator))
+    assert first.status == "failed" and gets.count("workers") == 0
+    failing[0] = False
+    again = run(root, make_spec({"a": 3}), provider=om.PythonProvider(answer, coordinator), resume=first.run_id)
+    assert again.status == "done" and gets.count("workers") == 3  # skipped workers: read back from the store
+
+
 def test_a_crashed_runs_journal_is_kept_by_the_resume(root: str) -> None:
     first = run(root, make_spec({"a": 2}))
     journal = f"{first.path}/journal.jsonl".removeprefix("memory:/")
