@@ -103,6 +103,21 @@ def test_resume_on_a_memory_root_redoes_only_what_is_missing(root: str) -> None:
     assert agents.loc["coordinator:b", "status"] == "skipped"
 
 
+def test_retry_failed_reruns_a_url_run_in_place(root: str) -> None:
+    broken = {"a-2"}
+
+    def flaky(request: om.AgentRequest) -> str:
+        if request.agent in broken:
+            raise ValueError("no luck")
+        return answer(request)
+
+    first = run(root, make_spec({"a": 3}), provider=om.PythonProvider(flaky, answer))
+    broken.clear()
+    again = first.retry_failed().wait()
+    assert again.status == "done" and again.path == first.path
+    assert again.state.counts["skipped"] == 2 and again.output("a-2").startswith("Finding for a-2.")
+
+
 @pytest.fixture
 def puts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes]]:
     """Every `pipe_file` on the memory store, and a failure if anything is written another way."""
