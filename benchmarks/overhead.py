@@ -6,6 +6,7 @@ same domain structure (workers, then each domain's coordinator) and the same in-
 
     python benchmarks/overhead.py                 # 30, 1,000 and 10,000 agents
     python benchmarks/overhead.py --agents 1000 --latency-ms 20 --concurrency 100
+    python benchmarks/overhead.py --agents 1000 --root memory://bench   # a URL root (fsspec's memory store)
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ async def baseline(agents: int, concurrency: int, latency: float) -> None:
     await asyncio.gather(*(domain(len(range(d, workers, DOMAINS))) for d in range(DOMAINS)))
 
 
-async def engine(agents: int, concurrency: int, latency: float) -> None:
+async def engine(agents: int, concurrency: int, latency: float, url_root: str | None = None) -> None:
     async def answer(request: AgentRequest) -> str:
         await asyncio.sleep(latency)
         return "A finding.\nDone. Found it."
 
     provider = om.PythonProvider(answer, answer)
+    if url_root:
+        result = await om.arun(spec(agents, concurrency), provider=provider, root=url_root)
+        assert result.status == "done", result
+        return
     with tempfile.TemporaryDirectory() as root:
         result = await om.arun(spec(agents, concurrency), provider=provider, root=root)
         assert result.status == "done", result
@@ -76,12 +81,12 @@ def peak_mib(run: Callable[[], Awaitable[None]]) -> float:
     return peak / 2**20
 
 
-def measure(agents: int, concurrency: int, latency: float, repeats: int) -> None:
+def measure(agents: int, concurrency: int, latency: float, repeats: int, root: str | None = None) -> None:
     def base() -> Awaitable[None]:
         return baseline(agents, concurrency, latency)
 
     def ours() -> Awaitable[None]:
-        return engine(agents, concurrency, latency)
+        return engine(agents, concurrency, latency, root)
 
     base_s = min(timed(base) for _ in range(repeats))
     ours_s = min(timed(ours) for _ in range(repeats))
@@ -97,10 +102,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--root", help="a URL root for the engine's run folders (default: a temporary folder)")
     args = parser.parse_args()
     print(f"latency {args.latency_ms:g} ms per agent, {args.concurrency} in flight, best of {args.repeats}")
     for agents in args.agents:
-        measure(agents, args.concurrency, args.latency_ms / 1000, args.repeats)
+        measure(agents, args.concurrency, args.latency_ms / 1000, args.repeats, args.root)
 
 
 if __name__ == "__main__":

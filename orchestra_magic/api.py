@@ -20,9 +20,9 @@ from .executors import Executor, make_executor
 from .prompts import Prompts
 from .providers import Provider, make_provider
 from .results import Run
-from .runfolder import DEFAULT_ROOT, RunFolder
+from .runfolder import DEFAULT_ROOT, RunFolder, find_run, is_url
 from .spec import Spec, load_spec
-from .tools import ToolsArg, resolve_tools
+from .tools import FILE_TOOLS, ToolsArg, resolve_tools
 
 DEFAULT_PROVIDER = "anthropic"
 SpecSource = str | Path | Mapping[str, Any] | Spec
@@ -95,6 +95,9 @@ async def prepared(
     Prompts(loaded.templates).check()
     functions = resolve_tools(loaded, tools, variables)
     options = RunOptions.resolve(provider, root, concurrency, executor, scheduler, client)
+    if is_url(options.root) and (used := sorted(functions.keys() & set(FILE_TOOLS))):
+        raise ConfigError(f"the built-in file tools ({', '.join(used)}) work in a local run folder, and the root "
+                          f"{options.root} is a URL; use a local or mounted root, or drop them from `tools:`")
     backend = make_provider(options.provider)
     runner = make_executor(options.executor, loaded, scheduler=options.scheduler, client=options.client,
                            concurrency=options.concurrency)
@@ -138,9 +141,8 @@ def run(spec: SpecSource, **kwargs: Any) -> Run:
 
 
 def _resume_folder(root: str, resume: str | os.PathLike[str]) -> RunFolder:
-    """`resume` is a run id under `root`, or a path to a run folder."""
-    candidate = Path(root) / resume
-    return RunFolder.open(candidate if candidate.is_dir() else Path(resume))
+    """`resume` is a run id under `root`, or the path or URL of a run folder."""
+    return find_run(root, resume)
 
 
 ASSUMED_WORKER_OUTPUT_TOKENS = 600  # for the dry-run estimate of what coordinators will read

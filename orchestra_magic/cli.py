@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a spec (or resume a run) and print the summaries")
     run.add_argument("spec", help="the spec, a YAML file")
     run.add_argument("--provider", help="anthropic (default), offline (simulated, no key) or a registered name")
-    run.add_argument("--root", help="where run folders go (default ./orchestration)")
+    run.add_argument("--root", help="where run folders go: a folder or a URL such as s3://bucket/runs "
+                     "(default ./orchestration)")
     run.add_argument("--concurrency", type=int, help="most agents in flight at once (default: the spec's, or 8)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
     run.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable for the spec's templates")
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     show = commands.add_parser("show", help="print a finished run's summaries and agent counts")
-    show.add_argument("run_dir", help="a run folder, e.g. orchestration/<run_id>")
+    show.add_argument("run_dir", help="a run folder, e.g. orchestration/<run_id> or s3://bucket/runs/<run_id>")
     show.set_defaults(handler=_show)
 
     fake = commands.add_parser("fake-api", help="serve the local fake Anthropic Messages API (foreground)")

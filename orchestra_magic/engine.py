@@ -209,7 +209,7 @@ class Engine:
                 return
             digest = input_hash(request, self.provider.identity)
             status, old_hash = self.prior.get(plan.key, ("", ""))
-            if status in ("done", "skipped") and old_hash == digest and (self.folder.path / plan.path).is_file():
+            if status in ("done", "skipped") and old_hash == digest and self.folder.exists(plan.path):
                 old = self.state.agents[plan.key]
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
                                          input_tokens=old.input_tokens, output_tokens=old.output_tokens,
@@ -248,7 +248,7 @@ class Engine:
             except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
                 return self._fail(plan, f"{type(exc).__name__}: {exc}")
             else:
-                return self._succeed(plan, completion, digest)
+                return await self._succeed(plan, completion, digest)
             if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
                 return self._fail(plan, f"gave up after {attempt} attempts; last error: {error}")
             delay = self.retry.delay(attempt, retry_after, self.rng)
@@ -279,7 +279,7 @@ class Engine:
         self.throttle.release(token, ok=True, rate_limit=completion.rate_limit)
         return completion
 
-    def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
+    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
         text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
@@ -300,7 +300,7 @@ class Engine:
         )
         self._emit(done)
         try:
-            self.folder.write(plan.path, text)
+            await self.folder.write_output(plan.path, text)
         except OSError as exc:  # the answer was paid for: the failure keeps its tokens and cost
             self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", summary="",
                                            error=_file_error(exc, self.folder.path)))

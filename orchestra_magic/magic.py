@@ -16,7 +16,6 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
@@ -46,7 +45,8 @@ class OrchestraMagics(Magics):
 
     provider = Unicode("", help="Provider when the cell names none (empty: $ORCHESTRA_PROVIDER, else anthropic).").tag(
         config=True)
-    root = Unicode("", help="Folder for run folders (empty: $ORCHESTRA_ROOT, else ./orchestration).").tag(config=True)
+    root = Unicode("", help="Folder or URL (s3://…) for run folders (empty: $ORCHESTRA_ROOT, else ./orchestration)."
+                   ).tag(config=True)
     concurrency = Integer(0, help="Most agents in flight (0: the spec's own, default 8).").tag(config=True)
     widgets = Bool(True, help="Show the live widget tree; False prints text progress instead.").tag(config=True)
     refresh = Float(0.1, help="Seconds between progress redraws: the throttle on widget messages.").tag(config=True)
@@ -67,7 +67,7 @@ class OrchestraMagics(Magics):
     @argument("-o", "--output", metavar="NAME", help="also bind the Run object to NAME")
     @argument("--provider", help="anthropic, offline (simulated, no key), or a variable holding a Provider")
     @argument("--concurrency", type=int, help="most agents in flight")
-    @argument("--root", help="folder for run folders")
+    @argument("--root", help="folder or URL (s3://bucket/runs) for run folders")
     @argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
     @argument("--dry-run", action="store_true", help="show the plan and prompts; call nothing")
     @argument("--background", action="store_true", help="return at once; get results with `await run`")
@@ -143,18 +143,19 @@ class OrchestraMagics(Magics):
         """`%orchestrate_runs [ROOT]`: past runs under the root, newest first, as a DataFrame."""
         from .results import list_runs
 
-        return list_runs(self._root(line))
+        with user_errors():
+            return list_runs(self._root(line))
 
     @line_magic
     def orchestrate_load(self, line: str) -> Run:
-        """`%orchestrate_load RUN_ID_OR_PATH`: a finished run, from disk."""
-        from .results import load_run
+        """`%orchestrate_load RUN_ID_OR_PATH`: a finished run, from disk (a path or a URL)."""
+        from .runfolder import find_run
 
         if not line.strip():
             raise IPythonUsageError("%orchestrate_load needs a run id (see %orchestrate_runs) or a run folder path")
-        candidate = Path(self._root("")) / line.strip()
         with user_errors():
-            return load_run(candidate if candidate.is_dir() else line.strip())
+            folder = find_run(self._root(""), line.strip())
+            return Run(folder.path, folder.read_state())
 
     @line_magic
     def orchestrate_stop(self, line: str) -> None:

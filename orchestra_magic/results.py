@@ -3,6 +3,9 @@
 `Run.summaries` has one row per domain, `Run.agents` one per agent; both are built from the run state on
 each access (pandas is imported here and nowhere in the engine). Full outputs stay on disk; read one
 with `Run.synthesis(domain)` or `Run.output(worker_id)` when you need it.
+
+`Run.path` is a `Path` for a local run folder and the URL (a `str`) for one under a URL root
+(``s3://…``, ``memory://…``); the readers here work the same for both.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Generator
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunFolderError
 from .events import AgentState, RunState
-from .runfolder import MANIFEST, SPEC, RunFolder
+from .runfolder import SPEC, RunFolder, run_folders
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +36,7 @@ AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens"
 class Run:
     """One run: its folder on disk and its state. Made by `run`/`arun`, or from disk by `load_run`."""
 
-    def __init__(self, path: Path, state: RunState, background: Background | None = None) -> None:
+    def __init__(self, path: Path | str, state: RunState, background: Background | None = None) -> None:
         self.path = path
         self.state = state  # live: a background run's state changes as its agents finish
         self._background = background
@@ -86,8 +90,13 @@ class Run:
         if not self.done:
             raise RunFolderError(f"run {self.run_id} is still running; stop it or wait for it first")
         previous = self._background.options if self._background else {}
-        merged = {**previous, **options, "resume": self.path, "root": self.path.parent}
-        return start(self.path / SPEC, **merged)
+        merged = {**previous, **options, "resume": self.path, "root": self._folder.root}
+        spec = self.path / SPEC if isinstance(self.path, Path) else self._folder.read_text(SPEC)
+        return start(spec, **merged)
+
+    @cached_property
+    def _folder(self) -> RunFolder:
+        return RunFolder(self.path)
 
     @property
     def run_id(self) -> str:
@@ -114,7 +123,7 @@ class Run:
                 "failed": sum(a.status == "failed" for a in workers),
                 "missing": missing,
                 "summary_cut": coordinator.summary_cut,
-                "synthesis_path": str(self.path / coordinator.path),
+                "synthesis_path": self._folder.where(coordinator.path),
                 "input_tokens": sum(a.input_tokens for a in members),
                 "output_tokens": sum(a.output_tokens for a in members),
                 "cost_usd": _total_cost(members),
@@ -130,7 +139,7 @@ class Run:
              "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
              "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
              "cost_usd": a.cost_usd, "seconds": a.seconds,
-             "path": str(self.path / a.path), "error": a.error, "note": a.note, "batch": a.batch,
+             "path": self._folder.where(a.path), "error": a.error, "note": a.note, "batch": a.batch,
              "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls}
             for a in self.state.agents.values()
         ]
@@ -138,13 +147,13 @@ class Run:
 
     def read_text(self, relative: str) -> str:
         """A file of the run folder, by its path relative to the folder (as in `AgentState.path`)."""
-        return (self.path / relative).read_text(encoding="utf-8")
+        return self._folder.read_text(relative)
 
     def synthesis(self, domain: str) -> str:
-        return (self.path / "synthesis" / f"{domain}.md").read_text(encoding="utf-8")
+        return self.read_text(f"synthesis/{domain}.md")
 
     def output(self, worker_id: str) -> str:
-        return (self.path / "workers" / f"{worker_id}.md").read_text(encoding="utf-8")
+        return self.read_text(f"workers/{worker_id}.md")
 
     def _domains(self) -> dict[str, list[AgentState]]:
         groups: dict[str, list[AgentState]] = {}
@@ -165,7 +174,8 @@ def _total_cost(agents: list[AgentState]) -> float | None:
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
-    """Rebuild a run from its folder alone (run.json plus any journal lines written after it)."""
+    """Rebuild a run from its folder alone (run.json plus any journal lines written after it).
+    `path` is a local folder or a URL (``s3://bucket/runs/<run_id>``, ``memory://…``)."""
     folder = RunFolder.open(path)
     return Run(folder.path, folder.read_state())
 
@@ -174,13 +184,14 @@ RUN_COLUMNS = ["run_id", "name", "started", "status", "agents", "done", "failed"
 
 
 def list_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every run folder under `root`, newest first: id, name, start time, status, counts, tokens."""
+    """Every run folder under `root` (a folder or a URL), newest first: id, name, start time, status,
+    counts, tokens."""
     import pandas as pd
 
     rows = []
-    for manifest in Path(root).glob(f"*/{MANIFEST}"):
+    for folder in run_folders(root):
         try:
-            state = RunFolder.open(manifest.parent).read_state()
+            state = RunFolder.open(folder).read_state()
         except RunFolderError:
             continue  # not ours, or unreadable: listing the rest is more useful than failing
         rows.append({"run_id": state.run_id, "name": state.name,

@@ -9,27 +9,37 @@
 Every file is written atomically (a hidden temporary file in the same folder, then a rename), so a
 reader or a killed process never sees half a file. Per-agent changes are one appended journal line,
 not a rewrite of run.json, which stays cheap at 10,000 agents.
+
+`RunFolder` owns that layout and the journal's format; a store owns the bytes. `LocalStore` (here) is a
+local or mounted folder; a URL root (``s3://``, ``gs://``, ``memory://``; see `storage`) gets a
+`RemoteStore` with the same guarantees made of whole-object puts. ``file://`` URLs are local folders.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import secrets
 import time
+from concurrent.futures import Executor
 from contextlib import suppress
 from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock, Timeout
 
 from .errors import RunFolderError
-from .events import Event, RunState, event_from_dict, event_to_dict
+from .events import AgentFinished, Event, RunFinished, RunState, event_from_dict, event_to_dict
 
 DEFAULT_ROOT = "orchestration"
 MANIFEST = "run.json"
 JOURNAL = "journal.jsonl"
 SPEC = "spec.yaml"
 LOCK = ".run.lock"
+URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memory://…, simplecache::s3://…
+LOCAL_PROTOCOLS = ("file", "local")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -50,35 +60,140 @@ def new_run_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
-class RunFolder:
-    """One run's folder on disk. Create it with `RunFolder.create`, reopen it with `RunFolder.open`."""
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """A root or run folder given as a URL that is not local (``file://`` URLs are local folders)."""
+    if not isinstance(location, str):
+        return False
+    match = URL_PREFIX.match(location)
+    return match is not None and match.group(1).lower() not in LOCAL_PROTOCOLS
+
+
+def local_path(location: str | os.PathLike[str]) -> Path:
+    """A plain path, or the path inside a ``file://`` URL."""
+    text = os.fspath(location)
+    match = URL_PREFIX.match(text)
+    return Path(text[match.end():]) if match and match.group(2) == "://" else Path(text)
+
+
+def join(location: Path | str, name: str) -> Path | str:
+    """`name` inside a folder given as a local `Path` or as a URL."""
+    return location / name if isinstance(location, Path) else f"{location.rstrip('/')}/{name}"
+
+
+class Store(Protocol):
+    """Where one run folder's bytes live. Relative names are as in the layout above."""
+
+    @property
+    def location(self) -> Path | str: ...
+    @property
+    def writer(self) -> Executor | None: ...  # threads for writes that wait on the network; None: write inline
+    def write(self, relative: str, text: str) -> None: ...
+    def read_text(self, relative: str) -> str: ...
+    def exists(self, relative: str) -> bool: ...
+    def append_journal(self, line: str, durable: bool) -> None: ...
+    def read_journal(self) -> str: ...
+    def save_snapshot(self, manifest: str) -> None: ...
+    def lock(self, run_id: str) -> None: ...
+    def unlock(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LocalStore:
+    """A run folder on a local or mounted filesystem: atomic renames, an O_APPEND journal, an OS lock."""
+
+    writer = None
 
     def __init__(self, path: Path) -> None:
-        self.path = path.absolute()  # a notebook may change directory while the run goes on
+        self.location = path.absolute()  # a notebook may change directory while the run goes on
         self._journal_fd: int | None = None
-        self._lock = FileLock(self.path / LOCK, timeout=0)
+        self._lock = FileLock(self.location / LOCK, timeout=0)
 
-    def lock(self) -> None:
-        """Claim the folder for this process, so two runs never write it at once. The OS drops the
-        claim if the process dies, so a killed run never leaves the folder locked."""
+    def write(self, relative: str, text: str) -> None:
+        write_atomic(self.location / relative, text)
+
+    def read_text(self, relative: str) -> str:
+        return (self.location / relative).read_text(encoding="utf-8")
+
+    def exists(self, relative: str) -> bool:
+        return (self.location / relative).is_file()
+
+    def append_journal(self, line: str, durable: bool) -> None:
+        """One small write, whole lines only (O_APPEND): on record as soon as it returns."""
+        if self._journal_fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            self._journal_fd = os.open(self.location / JOURNAL, flags, 0o644)
+        os.write(self._journal_fd, line.encode())
+
+    def read_journal(self) -> str:
+        try:
+            return (self.location / JOURNAL).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def save_snapshot(self, manifest: str) -> None:
+        write_atomic(self.location / MANIFEST, manifest)
+        if self._journal_fd is not None:
+            os.ftruncate(self._journal_fd, 0)
+        else:
+            with suppress(FileNotFoundError):
+                os.truncate(self.location / JOURNAL, 0)
+
+    def lock(self, run_id: str) -> None:
         try:
             self._lock.acquire()
         except Timeout:
             raise RunFolderError(
-                f"run {self.run_id} is in use by another run (it holds {self.path / LOCK}); "
+                f"run {run_id} is in use by another run (it holds {self.location / LOCK}); "
                 "wait for it to finish or stop it, then resume"
             ) from None
 
     def unlock(self) -> None:
         self._lock.release()
 
+    def close(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+
+def open_store(location: str | os.PathLike[str]) -> Store:
+    if is_url(location):
+        from .storage import RemoteStore
+
+        return RemoteStore(str(location))
+    return LocalStore(local_path(location))
+
+
+class RunFolder:
+    """One run's folder, local or at a URL. Create it with `RunFolder.create`, reopen it with
+    `RunFolder.open`. `path` is a `Path` for a local folder and the URL (a `str`) otherwise."""
+
+    def __init__(self, path: str | os.PathLike[str], *, store: Store | None = None) -> None:
+        self.store = store or open_store(path)
+        self.path: Path | str = self.store.location
+
+    def lock(self) -> None:
+        """Claim the folder for this process, so two runs never write it at once. Locally the OS drops
+        the claim if the process dies, so a killed run never leaves the folder locked."""
+        self.store.lock(self.run_id)
+
+    def unlock(self) -> None:
+        self.store.unlock()
+
     @property
     def run_id(self) -> str:
-        return self.path.name
+        return self.path.name if isinstance(self.path, Path) else self.path.rsplit("/", 1)[-1]
+
+    @property
+    def root(self) -> Path | str:
+        """The folder (or URL) this run folder sits in."""
+        return self.path.parent if isinstance(self.path, Path) else self.path.rsplit("/", 1)[0]
 
     @classmethod
     def create(cls, root: str | os.PathLike[str], name: str) -> RunFolder:
-        root_path = Path(root)
+        if is_url(root):
+            return cls._create_remote(str(root), name)
+        root_path = local_path(root)
         try:
             root_path.mkdir(parents=True, exist_ok=True)
             while True:
@@ -95,39 +210,68 @@ class RunFolder:
         return cls(path)
 
     @classmethod
+    def _create_remote(cls, root: str, name: str) -> RunFolder:
+        from .storage import RemoteStore
+
+        while True:
+            try:
+                store = RemoteStore.create(root, new_run_id(name))
+            except FileExistsError:
+                continue
+            return cls(store.location, store=store)
+
+    @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunFolder:
-        folder = cls(Path(path))
-        if not (folder.path / MANIFEST).is_file():
+        folder = cls(path)
+        if not folder.exists(MANIFEST):
             raise RunFolderError(f"{folder.path} is not a run folder (it has no {MANIFEST})")
         return folder
 
-    def worker_path(self, worker_id: str) -> Path:
-        return self.path / "workers" / f"{worker_id}.md"
+    def where(self, relative: str) -> str:
+        """A file of the run folder as a path or URL to show (or to open with fsspec)."""
+        return str(join(self.path, relative))
 
-    def synthesis_path(self, domain: str) -> Path:
-        return self.path / "synthesis" / f"{domain}.md"
+    def worker_path(self, worker_id: str) -> Path | str:
+        return join(self.path, f"workers/{worker_id}.md")
+
+    def synthesis_path(self, domain: str) -> Path | str:
+        return join(self.path, f"synthesis/{domain}.md")
 
     def write(self, relative: str, text: str) -> None:
-        write_atomic(self.path / relative, text)
+        self.store.write(relative, text)
+
+    async def write_output(self, relative: str, text: str) -> None:
+        """Write an agent's output. A store whose writes wait on the network (a URL root) writes from a
+        worker thread, so the run's other agents go on; a local write (microseconds) stays on the loop.
+        A stop that arrives meanwhile lets the write finish and is not passed on: the agent is already on
+        record as done, and its output must land rather than leave it done with no file."""
+        writer = self.store.writer
+        if writer is None:
+            self.store.write(relative, text)
+            return
+        put = asyncio.get_running_loop().run_in_executor(writer, self.store.write, relative, text)
+        try:
+            await asyncio.shield(put)
+        except asyncio.CancelledError:
+            await put
+
+    def exists(self, relative: str) -> bool:
+        return self.store.exists(relative)
 
     def read_state(self) -> RunState:
         """The state as of the last event written: the snapshot plus the journal replayed over it."""
         try:
-            state = RunState.from_dict(json.loads((self.path / MANIFEST).read_text(encoding="utf-8")))
+            state = RunState.from_dict(json.loads(self.store.read_text(MANIFEST)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunFolderError(f"cannot read {self.path / MANIFEST}: {exc}") from None
+            raise RunFolderError(f"cannot read {join(self.path, MANIFEST)}: {exc}") from None
         for event in self._journal_events():
             if getattr(event, "agent", None) in state.agents or not hasattr(event, "agent"):
                 state.apply(event)
         return state
 
     def _journal_events(self) -> list[Event]:
-        try:
-            lines = (self.path / JOURNAL).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
         events = []
-        for line in lines:
+        for line in self.store.read_journal().splitlines():
             try:
                 events.append(event_from_dict(json.loads(line)))
             except (ValueError, KeyError, TypeError):
@@ -135,25 +279,43 @@ class RunFolder:
         return events
 
     def record(self, event: Event) -> None:
-        """Append one event to the journal: one small write, whole lines only (O_APPEND)."""
-        if self._journal_fd is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            self._journal_fd = os.open(self.path / JOURNAL, flags, 0o644)
-        os.write(self._journal_fd, (json.dumps(event_to_dict(event), separators=(",", ":")) + "\n").encode())
+        """Append one event to the journal. A store that batches its journal (a URL root) puts it before
+        the next file anyway, which covers an agent that finished `done` (its output follows at once);
+        a finish with no file to follow (failed, skipped, cancelled, the run's end) is `durable`: put
+        without waiting for one."""
+        line = json.dumps(event_to_dict(event), separators=(",", ":")) + "\n"
+        durable = isinstance(event, RunFinished) or (isinstance(event, AgentFinished) and event.status != "done")
+        self.store.append_journal(line, durable)
 
     def snapshot(self, state: RunState) -> None:
         """Fold the journal into run.json. Replaying old lines over a newer snapshot is harmless."""
-        write_atomic(self.path / MANIFEST, json.dumps(state.to_dict(), separators=(",", ":")))
-        if self._journal_fd is not None:
-            os.ftruncate(self._journal_fd, 0)
-        else:
-            with suppress(FileNotFoundError):
-                os.truncate(self.path / JOURNAL, 0)
+        self.store.save_snapshot(json.dumps(state.to_dict(), separators=(",", ":")))
 
     def close(self) -> None:
-        if self._journal_fd is not None:
-            os.close(self._journal_fd)
-            self._journal_fd = None
+        self.store.close()
 
     def read_text(self, relative: str) -> str:
-        return (self.path / relative).read_text(encoding="utf-8")
+        return self.store.read_text(relative)
+
+
+def find_run(root: str | os.PathLike[str], run: str | os.PathLike[str]) -> RunFolder:
+    """`run` is a run id under `root`, or the path or URL of a run folder."""
+    if is_url(run):
+        return RunFolder.open(run)
+    name = os.fspath(run)
+    if is_url(root):
+        candidate = RunFolder(join(str(root), name))
+        if candidate.exists(MANIFEST) or not Path(name).exists():
+            return RunFolder.open(candidate.path)
+    elif (local_path(root) / name).is_dir():
+        return RunFolder.open(local_path(root) / name)
+    return RunFolder.open(Path(name))
+
+
+def run_folders(root: str | os.PathLike[str]) -> list[Path] | list[str]:
+    """The run folders directly under `root` (those with a run.json), as paths or URLs."""
+    if is_url(root):
+        from .storage import run_folders as remote_run_folders
+
+        return remote_run_folders(str(root))
+    return [manifest.parent for manifest in local_path(root).glob(f"*/{MANIFEST}")]
