@@ -13,7 +13,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ORCHESTRA_PROVIDER",
-                 "ORCHESTRA_ROOT", "ORCHESTRA_CONCURRENCY"):
+                 "ORCHESTRA_ROOT", "ORCHESTRA_CONCURRENCY", "ORCHESTRA_EXECUTOR", "ORCHESTRA_SCHEDULER"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -8,6 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orchestra_magic as om
+from orchestra_magic.fakeapi import FakeMessagesAPI
+from orchestra_magic.providers.anthropic import AnthropicProvider
+
 
 def make_spec(domains: dict[str, int], **settings: Any) -> dict[str, Any]:
     """A spec dict with `n` workers per domain, ids `<domain>-<i>`."""
@@ -73,3 +77,16 @@ class Log:
                 raise AssertionError(f"{what}: not within {timeout:g} s; the log has {lines}")
             time.sleep(0.01)
         return lines
+
+
+def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], **kwargs: Any) -> om.Run:
+    """Run `spec` with the real SDK against `fake`, started for the run on 127.0.0.1."""
+
+    async def main() -> om.Run:
+        base_url = await fake.start()
+        try:
+            return await om.arun(spec, provider=AnthropicProvider(base_url=base_url), root=tmp_path, **kwargs)
+        finally:
+            await fake.stop()
+
+    return asyncio.run(main())

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers import make_spec
+from helpers import make_spec, run_against
 
 import orchestra_magic as om
 from orchestra_magic.engine import RetryPolicy
 from orchestra_magic.errors import ConfigError
 from orchestra_magic.fakeapi import SIMULATED_MARK, FakeMessagesAPI
-from orchestra_magic.providers.anthropic import AnthropicProvider
 
 KEY = "sk-ant-test-MARKER-never-on-disk"
 
@@ -23,17 +20,6 @@ KEY = "sk-ant-test-MARKER-never-on-disk"
 def api_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     yield KEY
-
-
-def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], **kwargs: Any) -> om.Run:
-    async def main() -> om.Run:
-        base_url = await fake.start()
-        try:
-            return await om.arun(spec, provider=AnthropicProvider(base_url=base_url), root=tmp_path, **kwargs)
-        finally:
-            await fake.stop()
-
-    return asyncio.run(main())
 
 
 def test_a_run_streams_through_the_sdk_and_records_usage(tmp_path: Path, api_key: str) -> None:

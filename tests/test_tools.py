@@ -12,13 +12,12 @@ from typing import Any
 
 import anthropic
 import pytest
-from helpers import make_spec
+from helpers import make_spec, run_against
 
 import orchestra_magic as om
 from orchestra_magic.errors import ConfigError
 from orchestra_magic.fakeapi import FakeMessagesAPI
 from orchestra_magic.faketools import sign
-from orchestra_magic.providers.anthropic import AnthropicProvider
 
 KEY = "sk-ant-test-tools"
 
@@ -27,17 +26,6 @@ KEY = "sk-ant-test-tools"
 def api_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     yield KEY
-
-
-def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], **kwargs: Any) -> om.Run:
-    async def main() -> om.Run:
-        base_url = await fake.start()
-        try:
-            return await om.arun(spec, provider=AnthropicProvider(base_url=base_url), root=tmp_path, **kwargs)
-        finally:
-            await fake.stop()
-
-    return asyncio.run(main())
 
 
 def worker_spec(tools: list[str], **settings: Any) -> dict[str, Any]:
