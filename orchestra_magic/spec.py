@@ -3,12 +3,12 @@
 A spec comes as YAML text, a YAML file, or a dict. Loading it (1) parses the YAML, remembering the line
 of every key, (2) expands Jinja2 expressions in its strings with the caller's variables and unrolls
 ``for_each`` worker entries, (3) validates the result, and (4) gives every worker an id. Any problem
-raises one `SpecError` naming the key path and, for YAML, the line; nothing is half-loaded.
+raises one `SpecError` naming the key path and, for YAML, the line; nothing is half-loaded. Steps 1, 2
+and 4 live in `specyaml`; this module holds the models and the checks made after validation.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,25 +31,21 @@ from pydantic import (
 
 from .errors import SpecError
 from .pricing import price_of
+from .specyaml import MAX_ID_LENGTH, SAFE_ID, Expander, Path_, format_path, read_source, unknown_key
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
-MAX_ID_LENGTH = 64
-MAX_WORKERS = 100_000
-MAX_VALUES = 1_000_000  # keys and items in a spec's YAML, aliases expanded
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 # Names Windows will not create as files, whatever the extension.
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
 
-Path_ = tuple[str | int, ...]
 
 
 def check_id(value: str) -> str:
     """Ids and domain names become file names, so only a safe, portable subset is allowed."""
     if not value:
         raise ValueError("must not be empty")
-    if not _SAFE_ID.fullmatch(value):
+    if not SAFE_ID.fullmatch(value):
         # Name the culprit: a Cyrillic 'а' or a stray control character looks fine when printed.
-        bad = next(c for c in value if not _SAFE_ID.fullmatch(c))
+        bad = next(c for c in value if not SAFE_ID.fullmatch(c))
         what = f"{bad!r} (U+{ord(bad):04X} {unicodedata.name(bad, 'control character')})"
         raise ValueError(f"{value!r} is not a safe name: it contains {what}; "
                          "use only ASCII letters, digits, '-' and '_'")
@@ -204,7 +198,6 @@ def _protect(value: Any) -> Any:
     return value
 
 
-_FOR_EACH_KEYS = ("for_each", "as", "id", "task")
 _FIELDS: dict[str, type[_Model]] = {"": Spec, "domains": Domain, "workers": Worker, "templates": Templates,
                                     "roles": Roles, "worker": RoleSettings, "coordinator": RoleSettings}
 
@@ -214,8 +207,8 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
     if isinstance(source, Spec):
         return source
     try:
-        data, lines = _read(source)
-        expander = _Expander(dict(variables or {}), lines)
+        data, lines = read_source(source)
+        expander = Expander(dict(variables or {}), lines)
         expanded = expander.expand(data)
         spec = _validate(expanded, expander)
     except RecursionError:  # `a: &a [*a]`, or thousands of nested lists
@@ -226,194 +219,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
     return spec
 
 
-def _read(source: str | Path | Mapping[str, Any]) -> tuple[Any, dict[Path_, int]]:
-    if isinstance(source, Mapping):
-        return dict(source), {}
-    if not isinstance(source, str | Path):
-        raise SpecError(f"a spec is YAML text, a .yaml path or a dict, not a {type(source).__name__}")
-    if isinstance(source, Path) or (
-        "\n" not in source and source.strip().lower().endswith((".yaml", ".yml"))
-    ):
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError(f"spec file not found: {path}")
-        source = path.read_text(encoding="utf-8")
-    return _parse_yaml(source)
-
-
-def _parse_yaml(text: str) -> tuple[Any, dict[Path_, int]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SpecError(f"invalid YAML: {exc.problem or exc.context}", line=line) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"invalid YAML: {exc}") from None
-    lines: dict[Path_, int] = {}
-    if root is not None:
-        _map_lines(root, (), lines)
-        if len(lines) > MAX_VALUES:  # aliases of aliases grow exponentially ("billion laughs")
-            raise SpecError(f"the spec holds over {MAX_VALUES:,} values once its YAML aliases (*name) are "
-                            "expanded; is an alias referring to other aliases by mistake?")
-    return data, lines
-
-
-def _map_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
-    """Record the line of every key path, and refuse duplicate keys (PyYAML keeps the last silently)."""
-    lines[path] = node.start_mark.line + 1
-    if len(lines) > MAX_VALUES:
-        return  # the caller refuses the spec; no need to walk the rest
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                where = _format_path((*path, key))
-                raise SpecError(f"duplicate key {key!r}", where, key_node.start_mark.line + 1)
-            seen.add(key)
-            _map_lines(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _map_lines(item, (*path, index), lines)
-
-
-def _format_path(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Expander:
-    """Expands Jinja2 in spec strings and unrolls ``for_each`` entries, remembering where each came from."""
-
-    def __init__(self, variables: dict[str, Any], lines: dict[Path_, int]) -> None:
-        self.variables = variables
-        self.lines = lines
-        self.origin: dict[Path_, Path_] = {}  # expanded worker path -> the entry it came from
-        self.generated: set[Path_] = set()  # expanded worker paths whose id was generated
-        self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
-    def error(self, message: str, path: Path_) -> SpecError:
-        source = self.origin.get(path[:4], path[:4]) + path[4:]
-        line = next((self.lines[source[:n]] for n in range(len(source), -1, -1) if source[:n] in self.lines), None)
-        return SpecError(message, _format_path(path if path[:4] not in self.origin else source), line)
-
-    def expand(self, data: Any) -> Any:
-        if data is None:
-            raise SpecError("the spec is empty; it needs at least a `domains:` list")
-        if not isinstance(data, dict):
-            raise SpecError(f"the spec must be a mapping with a `domains:` key, not a {type(data).__name__}")
-        out = self.render_tree(data, (), self.variables)
-        domains = out.get("domains")
-        if isinstance(domains, list):
-            for index, domain in enumerate(domains):
-                if isinstance(domain, dict) and isinstance(domain.get("workers"), list):
-                    domain["workers"] = self.unroll(domain, ("domains", index))
-        return out
-
-    def render_tree(self, value: Any, path: Path_, variables: Mapping[str, Any]) -> Any:
-        if isinstance(value, str):
-            return self.render(value, path, variables)
-        if isinstance(value, dict):
-            return {k: self.render_tree(v, (*path, k), variables) for k, v in value.items()}
-        if isinstance(value, list):
-            return [v if _is_for_each(v) else self.render_tree(v, (*path, i), variables) for i, v in enumerate(value)]
-        return value
-
-    def render(self, text: str, path: Path_, variables: Mapping[str, Any]) -> str:
-        if "{{" not in text and "{%" not in text:
-            return text
-        try:
-            return self.env.from_string(text).render(variables)
-        except Exception as exc:  # an expression may raise anything (1/0, a variable's own bug)
-            raise self.error(f"template problem: {_describe_exception(exc)}", path) from None
-
-    def unroll(self, domain: dict[str, Any], path: Path_) -> list[Any]:
-        """Turn ``for_each`` entries into plain workers and give unnamed workers ``<domain>-<n>`` ids."""
-        workers: list[Any] = []
-        origin: dict[Path_, Path_] = {}  # kept apart until the end: errors raised here name source paths
-        name = domain.get("name")
-        prefix = name if isinstance(name, str) and _SAFE_ID.fullmatch(name) else "worker"
-        for index, entry in enumerate(domain["workers"]):
-            entry_path = (*path, "workers", index)
-            produced = self.for_each(entry, entry_path) if _is_for_each(entry) else [entry]
-            for worker in produced:
-                new_path = (*path, "workers", len(workers))
-                origin[new_path] = entry_path
-                if isinstance(worker, dict) and worker.get("id") is None:
-                    suffix = f"-{len(workers) + 1}"  # a long domain name is cut so the id stays within the limit
-                    worker = {"id": prefix[: MAX_ID_LENGTH - len(suffix)] + suffix, **worker}
-                    self.generated.add(new_path)
-                workers.append(worker)
-                if len(workers) > MAX_WORKERS:
-                    raise self.error(f"more than {MAX_WORKERS:,} workers in one domain", entry_path)
-        self.origin.update(origin)
-        return workers
-
-    def for_each(self, entry: dict[str, Any], path: Path_) -> list[dict[str, Any]]:
-        for key in entry:
-            if key not in _FOR_EACH_KEYS:
-                raise self.error(_unknown_key(key, _FOR_EACH_KEYS), (*path, key))
-        if "task" not in entry:
-            raise self.error("a for_each entry needs a `task:` template", path)
-        name = entry.get("as", "item")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise self.error(f"`as:` must be a variable name, got {name!r}", (*path, "as"))
-        items = self.items(entry["for_each"], (*path, "for_each"))
-        out = []
-        for item in items:
-            variables = {**self.variables, name: item}
-            worker = {"task": self.render_tree(entry["task"], (*path, "task"), variables)}
-            if entry.get("id") is not None:
-                worker["id"] = self.render_tree(entry["id"], (*path, "id"), variables)
-            out.append(worker)
-        return out
-
-    def items(self, value: Any, path: Path_) -> list[Any]:
-        if isinstance(value, str):
-            expression = value.strip().removeprefix("{{").removesuffix("}}").strip()
-            try:
-                # The variables go in as one dict: as keywords, a variable named `self` would clash.
-                value = self.env.compile_expression(expression, undefined_to_none=False)(self.variables)
-                if isinstance(value, Undefined):
-                    str(value)  # StrictUndefined raises here, naming the missing variable
-            except Exception as exc:
-                raise self.error(f"cannot evaluate {expression!r}: {_describe_exception(exc)}", path) from None
-        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-            got = "nothing" if value is None else type(value).__name__
-            raise self.error(f"for_each needs a list of items, got {got}", path)
-        try:
-            items = list(value)
-        except Exception as exc:
-            raise self.error(f"cannot list the items: {_describe_exception(exc)}", path) from None
-        if not items:
-            raise self.error("for_each produced no items", path)
-        return items
-
-
-def _describe_exception(exc: Exception) -> str:
-    if isinstance(exc, TemplateError):
-        return exc.message or type(exc).__name__
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _is_for_each(value: Any) -> bool:
-    return isinstance(value, dict) and "for_each" in value
-
-
-def _unknown_key(key: object, known: Iterable[str]) -> str:
-    # Swapped letters ('modle') are the commonest typo; difflib alone would offer 'mode' for it.
-    close = [k for k in known if sorted(k) == sorted(str(key))]
-    close = close or difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-    return f"unknown key {key!r}{hint}"
-
-
-def _validate(data: dict[str, Any], expander: _Expander) -> Spec:
+def _validate(data: dict[str, Any], expander: Expander) -> Spec:
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
@@ -438,7 +244,7 @@ def _describe(err: Any) -> str:
     loc = err["loc"]
     if err["type"] == "extra_forbidden":
         model = _FIELDS.get(next((str(p) for p in reversed(loc[:-1]) if isinstance(p, str)), ""), Spec)
-        return _unknown_key(loc[-1], model.model_fields)
+        return unknown_key(loc[-1], model.model_fields)
     if err["type"] == "missing":
         return f"missing required key {loc[-1]!r}"
     if err["type"] == "too_short":
@@ -454,7 +260,7 @@ def _describe(err: Any) -> str:
     return f"{message} (got {err['input']!r})"
 
 
-def _check_thinking(spec: Spec, expander: _Expander) -> None:
+def _check_thinking(spec: Spec, expander: Expander) -> None:
     """The API's own rules for extended thinking, checked before anything is paid for."""
     for role in ("worker", "coordinator"):
         settings = spec.settings(role)
@@ -466,7 +272,7 @@ def _check_thinking(spec: Spec, expander: _Expander) -> None:
                                  f"thinking budget ({settings.thinking})", where)
 
 
-def _check_budget(spec: Spec, expander: _Expander) -> None:
+def _check_budget(spec: Spec, expander: Expander) -> None:
     """A budget is only as good as the prices behind it: refuse one that could never be counted."""
     if spec.budget_usd is None:
         return
@@ -477,7 +283,7 @@ def _check_budget(spec: Spec, expander: _Expander) -> None:
                                  "table (orchestra_magic/pricing.py) has none; add it there", ("budget_usd",))
 
 
-def _check_unique(spec: Spec, expander: _Expander) -> None:
+def _check_unique(spec: Spec, expander: Expander) -> None:
     # Names and ids become file names, and macOS and Windows do not tell 'A.md' from 'a.md'.
     seen_domains: dict[str, tuple[str, int]] = {}
     seen_workers: dict[str, tuple[str, str, Path_]] = {}
@@ -502,10 +308,10 @@ def _check_unique(spec: Spec, expander: _Expander) -> None:
             seen_workers[worker.id.lower()] = (worker.id, domain.name, path)
 
 
-def _generated_clash(expander: _Expander, worker_id: str, path: Path_, other: Path_) -> SpecError:
+def _generated_clash(expander: Expander, worker_id: str, path: Path_, other: Path_) -> SpecError:
     """Two workers share an id and one of them never wrote it: name the one the user can see."""
     if path in expander.generated:
         return expander.error(f"this worker has no `id:`, so it is named {worker_id!r} (<domain>-<position>), "
-                              f"which {_format_path(other)} also uses; give one of them another id", path)
+                              f"which {format_path(other)} also uses; give one of them another id", path)
     return expander.error(f"worker id {worker_id!r} is also the name of the worker without an `id:` at "
-                          f"{_format_path(other)} (<domain>-<position>); give one of them another id", (*path, "id"))
+                          f"{format_path(other)} (<domain>-<position>); give one of them another id", (*path, "id"))
