@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -32,17 +33,33 @@ SPEC = "spec.yaml"
 LOCK = ".run.lock"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that the file appears whole or not at all."""
+def write_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """Write `text` (or its pieces, in order) to `path` so that the file appears whole or not at all."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(text) if isinstance(text, str) else f.writelines(text)
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             tmp.unlink()
         raise
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def manifest_chunks(state: RunState) -> Iterator[str]:
+    """run.json's text, `state.to_dict()` as compact JSON, in pieces of one agent each, for writing as
+    they come. Encoding the whole dict in one call holds every token of the text as its own string
+    until the end (about 9x the text): at 1,000 agents each snapshot was the run's memory peak."""
+    data = state.to_dict()
+    agents = data.pop("agents")
+    agents.reverse()  # popped from the end in the original order, each dict freed once written
+    yield _COMPACT.encode(data)[:-1] + ',"agents":['
+    while agents:
+        yield _COMPACT.encode(agents.pop()) + ("," if agents else "")
+    yield "]}"
 
 
 def new_run_id(name: str) -> str:
@@ -143,7 +160,7 @@ class RunFolder:
 
     def snapshot(self, state: RunState) -> None:
         """Fold the journal into run.json. Replaying old lines over a newer snapshot is harmless."""
-        write_atomic(self.path / MANIFEST, json.dumps(state.to_dict(), separators=(",", ":")))
+        write_atomic(self.path / MANIFEST, manifest_chunks(state))
         if self._journal_fd is not None:
             os.ftruncate(self._journal_fd, 0)
         else:
