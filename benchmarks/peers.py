@@ -5,8 +5,9 @@ the project's fake Messages API (a fixed latency before the first byte), at most
 in turn, in one process, by:
 
 - bare SDK: `asyncio.Semaphore(C)` + `gather`, texts kept in memory, no files: the floor;
-- orchestra_magic: `om.arun` with `AnthropicProvider(base_url=...)`, its run folder in a temp dir
-  (every output a file, a journal, run.json); coordinators read their workers' files;
+- orchestra_magic: `om.arun` with `AnthropicProvider(base_url=...)`, its run folder in a temporary folder
+  under `--root` (default: the current directory, where `orchestra run` writes): every output a file,
+  a journal, run.json; coordinators read their workers' files;
 - LangGraph: map-reduce as its docs show it: a conditional edge returns one `Send("worker", ...)` per
   task, an `operator.add` reducer collects the texts, then one `Send("coordinator", ...)` per domain;
   `max_concurrency=C` in the run config (LangGraph's own in-flight cap). No checkpointer, as in the docs.
@@ -19,7 +20,9 @@ Figures per contender: wall time and client CPU (`time.process_time`, this proce
 of `--repeat` runs, rotating the order each round; peak memory as tracemalloc's peak over one extra
 run (Python allocations made during the run, reset for each contender: in one process that is fair,
 whereas an RSS delta would depend on which contender ran first and left memory in the allocator).
-Each contender does one small untimed warm-up first, so imports are not counted.
+Each contender does one small untimed warm-up first, so imports are not counted. Run folders are
+kept until the end (see `Scratch`), and the CPU cost of creating one file under `--root` is printed:
+on a shared disk it varies tenfold, and only orchestra_magic writes files.
 
     pip install "langgraph>=1.2,<1.3"      # LangGraph is not a dependency of orchestra_magic
     python benchmarks/peers.py             # 1,000 workers, 300 ms, 100 in flight, median of 3
@@ -50,6 +53,7 @@ import anthropic
 
 import orchestra_magic as om
 from orchestra_magic.providers.anthropic import AnthropicProvider
+from orchestra_magic.runfolder import write_atomic
 from orchestra_magic.spec import DEFAULT_MODEL
 
 DOMAINS = 5
@@ -238,14 +242,27 @@ class Figures:
         return statistics.median(self.cpus)
 
 
-@contextlib.contextmanager
-def scratch_job(base_url: str, workers: int, concurrency: int) -> Iterator[Job]:
-    """A job with a fresh scratch folder, created and removed outside the measured time."""
-    with tempfile.TemporaryDirectory(prefix="peers-") as scratch:
-        yield Job(base_url, workers, concurrency, Path(scratch))
+class Scratch:
+    """A fresh folder for each run, all inside one temporary folder that is removed only at the end.
+    Deleting a run's 1,005 files just before the next run made creating files there several times
+    dearer on this machine's ext4 for a while, a cost only orchestra_magic would pay and no user has."""
+
+    def __init__(self, root: str | None) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix=".peers-", dir=root)
+        self._runs = 0
+
+    def job(self, base_url: str, workers: int, concurrency: int) -> Job:
+        self._runs += 1
+        path = Path(self._folder.name) / f"run-{self._runs}"
+        path.mkdir()
+        return Job(base_url, workers, concurrency, path)
+
+    def close(self) -> None:
+        self._folder.cleanup()
 
 
 def timed(contender: Contender, job: Job) -> tuple[float, float]:
+    """Wall time and this process's CPU time (all its threads; not the fake API's) for one run."""
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     outcome = asyncio.run(contender(job))
@@ -264,6 +281,15 @@ def peak_bytes(contender: Contender, job: Job) -> int:
         tracemalloc.stop()
     check(outcome, job)
     return peak
+
+
+def file_cost_us(folder: Path, files: int = 300) -> float:
+    """CPU to create one small file in `folder` the way the run folder does (temporary file, rename).
+    On a shared disk this varies tenfold between folders and minutes, and only orchestra_magic pays it."""
+    start = time.process_time()
+    for i in range(files):
+        write_atomic(folder / f"w{i}.md", "x" * 700)
+    return (time.process_time() - start) / files * 1e6
 
 
 def free_port() -> int:
@@ -295,22 +321,21 @@ def fake_api(latency_ms: float) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def measure(contenders: dict[str, Contender], base_url: str, args: argparse.Namespace) -> list[Figures]:
+def measure(contenders: dict[str, Contender], base_url: str, args: argparse.Namespace,
+            scratch: Scratch) -> list[Figures]:
     figures = {name: Figures(name) for name in contenders}
     for contender in contenders.values():  # warm-up: imports, template compilation, first connections
-        with scratch_job(base_url, min(args.workers, 50), args.concurrency) as job:
-            check(asyncio.run(contender(job)), job)
+        job = scratch.job(base_url, min(args.workers, 50), args.concurrency)
+        check(asyncio.run(contender(job)), job)
     names = list(contenders)
     for round_ in range(args.repeat):
         for name in names[round_ % len(names):] + names[: round_ % len(names)]:  # rotate the order
-            with scratch_job(base_url, args.workers, args.concurrency) as job:
-                wall, cpu = timed(contenders[name], job)
+            wall, cpu = timed(contenders[name], scratch.job(base_url, args.workers, args.concurrency))
             figures[name].walls.append(wall)
             figures[name].cpus.append(cpu)
             print(f"  round {round_ + 1}: {name:<16} wall {wall:6.2f} s  CPU {cpu:6.2f} s", file=sys.stderr, flush=True)
     for name, contender in contenders.items():
-        with scratch_job(base_url, args.workers, args.concurrency) as job:
-            figures[name].peak = peak_bytes(contender, job)
+        figures[name].peak = peak_bytes(contender, scratch.job(base_url, args.workers, args.concurrency))
         print(f"  memory: {name:<16} peak {figures[name].peak / 2**20:6.1f} MiB", file=sys.stderr, flush=True)
     return list(figures.values())
 
@@ -354,6 +379,8 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=300.0, help="the fake API's wait before answering")
     parser.add_argument("--concurrency", type=int, default=100, help="most calls in flight at once")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per contender (the median is shown)")
+    parser.add_argument("--root", default=".", help="where orchestra_magic's run folders go (a temporary folder "
+                        "inside it, removed after each run); default: here, as `orchestra run` does")
     parser.add_argument("--skip-langgraph", action="store_true", help="compare only the bare SDK and orchestra_magic")
     args = parser.parse_args()
     contenders: dict[str, Contender] = {"bare SDK": bare_sdk, "orchestra_magic": orchestra_magic}
@@ -366,10 +393,19 @@ def main() -> int:
             return 2
         contenders["LangGraph"] = langgraph_map_reduce
     print(f"{args.workers} workers + {DOMAINS} coordinators, {args.latency_ms:g} ms latency, {args.concurrency} in "
-          f"flight, median of {args.repeat}; fake API in a child process. {versions()}", flush=True)
-    with fake_api(args.latency_ms) as base_url:
-        figures = measure(contenders, base_url, args)
+          f"flight, median of {args.repeat}; fake API in a child process; run folders under "
+          f"{Path(args.root).resolve()}. {versions()}", flush=True)
+    scratch = Scratch(args.root)
+    try:
+        before = file_cost_us(scratch.job("", 0, 0).scratch)
+        with fake_api(args.latency_ms) as base_url:
+            figures = measure(contenders, base_url, args, scratch)
+        after = file_cost_us(scratch.job("", 0, 0).scratch)
+    finally:
+        scratch.close()
     print(table(figures))
+    print(f"Creating one file there cost {before:.0f} µs of CPU before the runs and {after:.0f} µs after; "
+          f"orchestra_magic creates {args.workers + DOMAINS} a run (the others none).")
     print(verdict(figures, goal=1.05))
     return 0
 
