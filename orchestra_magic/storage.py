@@ -30,6 +30,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -199,12 +200,13 @@ class RemoteStore:
         except FileNotFoundError:
             return ""
 
-    def save_snapshot(self, manifest: str) -> None:
+    def save_snapshot(self, manifest: Iterable[str]) -> None:
         """Put run.json, then empty the journal (replaying old lines over a newer snapshot is harmless)."""
+        text = "".join(manifest)  # one put: an object store has no partial writes to stream into
         with self._turn:
             while self._putting:  # an older journal must not land after the emptied one
                 self._turn.wait()
-            self._put(MANIFEST, manifest)
+            self._put(MANIFEST, text)
             if self._stored != 0:
                 self._put(JOURNAL, "")
             self._lines, self._stored = [], 0

@@ -85,6 +85,35 @@ def test_in_flight_agents_never_exceed_the_concurrency_cap(tmp_path: Path, on: O
     assert max(int(n) for n in log.lines()) == 3
 
 
+def test_a_freed_slot_is_taken_by_the_next_agent_one_loop_turn_later(tmp_path: Path) -> None:
+    """As with a bare semaphore: no scheduler wake-ups between one call returning and the next starting
+    (with 100 calls in flight a turn of the event loop takes milliseconds, and an idle slot is time lost)."""
+    turns, started, answered = 0, list[int](), list[int]()
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def worker(request: AgentRequest) -> str:
+        started.append(turns)
+        await asyncio.sleep(0)
+        answered.append(turns)
+        return "Done."
+
+    async def main() -> om.Run:
+        ticker = asyncio.create_task(count_turns())
+        try:
+            return await om.arun(make_spec({"a": 4}, concurrency=1), provider=PythonProvider(worker),
+                                 root=tmp_path / "runs")
+        finally:
+            ticker.cancel()
+
+    assert asyncio.run(main()).status == "done"
+    assert [s - a for a, s in zip(answered, started[1:], strict=False)] == [1, 1, 1]
+
+
 def test_waves_start_a_batch_only_when_the_previous_one_is_finished(tmp_path: Path, on: On) -> None:
     lines = Log(tmp_path / "log")
 
