@@ -46,7 +46,7 @@ from .faketext import tokens as _tokens
 from .faketools import SIMULATED_MARK as SIMULATED_MARK  # re-exported: tests and users read it here
 
 CHUNK_CHARS = 40
-RATE_LIMIT = 4000
+RATE_LIMIT = 1_000_000  # advertised when no --rpm limit is enforced: a figure no run reaches
 MIN_CACHE_TOKENS = 1024  # shorter prefixes are not cached (the API's minimum for most models)
 _REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 529: "Overloaded"}
 _INJECTED = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}
