@@ -82,7 +82,8 @@ def test_create_returns_simulated_text_and_usage() -> None:
         assert abs(message.usage.output_tokens - len(text) / 4) <= 1
         assert message.usage.cache_creation_input_tokens == 0 and message.usage.cache_read_input_tokens == 0
         assert raw.headers["request-id"].startswith("req_fake_")
-        assert int(raw.headers["anthropic-ratelimit-requests-remaining"]) < 4000
+        limit = int(raw.headers["anthropic-ratelimit-requests-limit"])
+        assert int(raw.headers["anthropic-ratelimit-requests-remaining"]) == limit - 1  # this request counted
         reset = raw.headers["anthropic-ratelimit-requests-reset"]
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:00Z", reset)
 
