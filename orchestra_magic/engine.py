@@ -368,11 +368,23 @@ class Engine:
         self._snapshot_every = max(self._snapshot_every, 50 * (time.perf_counter() - started))
         self._last_snapshot = self.clock()
 
-    def _finish_run(self) -> None:
-        if self._stopping:  # agents never started end too, saying why (a resume runs them)
-            for agent in [a for a in self.state.agents.values() if a.status == "pending"]:
+    def _end_unstarted(self) -> None:
+        """Agents a stopped run never reached end too, saying why, and a resume runs them. One that a
+        resumed run had not yet reached keeps its earlier output as `skipped`: the next resume checks
+        its inputs again before trusting it, so a stop never throws away work already paid for."""
+        for agent in [a for a in self.state.agents.values() if a.status == "pending"]:
+            if self.prior.get(agent.agent, ("", ""))[0] in ("done", "skipped"):
+                self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="skipped",
+                                         input_tokens=agent.input_tokens, output_tokens=agent.output_tokens,
+                                         cache_write_tokens=agent.cache_write_tokens,
+                                         cache_read_tokens=agent.cache_read_tokens, cost_usd=agent.cost_usd))
+            else:
                 self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="cancelled",
                                          error=f"not started: {self._stopping}"))
+
+    def _finish_run(self) -> None:
+        if self._stopping:
+            self._end_unstarted()
         counts = self.state.counts
         status: RunStatus
         if self._stopping:

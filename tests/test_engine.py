@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -470,3 +471,34 @@ def test_the_run_reports_its_context_economy(tmp_path: Path, on: On) -> None:
     assert state.output_tokens == 10 * 1000 + 2 * 800
     assert state.parent_tokens == 99  # two 40-word summaries of 199 characters each
     assert state.economy() == "the parent holds ~99 tokens of summaries for 11,600 written by the agents (1:117)"
+
+
+def test_a_resume_stopped_early_keeps_the_outputs_it_had_not_reached_yet(tmp_path: Path) -> None:
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def worker(request: AgentRequest) -> str:
+        calls.append(request.agent)
+        if "changed" in request.task:
+            started.set()
+            release.wait(30)  # holds its slot until the run has been stopped
+        return "Done."
+
+    spec = make_spec({"a": 4}, concurrency=1)
+    provider = PythonProvider(worker, lambda request: "Done.")
+    first = om.run(spec, provider=provider, root=tmp_path)
+    workers = spec["domains"][0]["workers"]
+    changed = {**spec, "domains": [{**spec["domains"][0], "workers": [{"task": "changed"}, *workers[1:]]}]}
+    resumed = om.start(changed, provider=provider, root=tmp_path, resume=first.run_id)
+    try:
+        assert started.wait(30)
+        resumed.stop()
+        resumed.wait()
+    finally:
+        release.set()
+    states = {a.agent: (a.status, a.error) for a in resumed.state.agents.values()}
+    assert states["a-1"] == ("cancelled", "stopped by the user")
+    assert {states[f"a-{i}"][0] for i in (2, 3, 4)} == {"skipped"}  # not reached, still good: kept
+    calls.clear()
+    again = om.run(spec, provider=provider, root=tmp_path, resume=first.run_id)
+    assert again.status == "done" and calls == ["a-1"]  # only the agent whose task changed back runs
