@@ -136,8 +136,8 @@ class Engine:
         self._last_snapshot = 0.0
         self._spent, self._priced = 0.0, 0  # what this session's answers cost, and how many were priced
         # Batch mode: agents of these roles wait on a batch, not an open connection (see `_attempt`).
-        self._batch_roles = frozenset(role for role in ("worker", "coordinator")
-                                      if provider.batches and spec.settings(role).mode == "batch")
+        self._batch_roles = frozenset(role for role in ("worker", "coordinator") if provider.batches
+                                      and spec.settings(role).mode == "batch" and not spec.settings(role).tools)
         self._slots = 0  # agents in flight holding one of the `concurrency` slots
 
     def stop(self, reason: str = "stopped by the user") -> None:
@@ -288,7 +288,7 @@ class Engine:
         `timeout`. A batch attempt gets neither: it is no open connection, and though the API may take
         hours, it ends every batch within 24 hours (an unanswered entry comes back expired and is
         retried) and each of the batch's HTTP calls has the client's own timeout."""
-        if request.mode == "batch" and self.provider.batches:
+        if request.mode == "batch" and self.provider.batches and not request.tools:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
             return await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt)
         token = await self.throttle.acquire()

@@ -216,6 +216,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
     _check_unique(spec, expander)
     _check_thinking(spec, expander)
     _check_budget(spec, expander)
+    _check_batch_tools(spec, expander)
     return spec
 
 
@@ -270,6 +271,17 @@ def _check_thinking(spec: Spec, expander: Expander) -> None:
         if settings.max_tokens <= settings.thinking:
             raise expander.error(f"{role}s' max_tokens ({settings.max_tokens}) must be larger than their "
                                  f"thinking budget ({settings.thinking})", where)
+
+
+def _check_batch_tools(spec: Spec, expander: Expander) -> None:
+    """A tool loop takes a round trip per turn, and a batch round can take hours: refuse the pair rather
+    than quietly sending those agents (at full price) through the Messages API."""
+    for role in ("worker", "coordinator"):
+        settings = spec.settings(role)
+        if settings.mode == "batch" and settings.tools:
+            where = ("roles", role, "mode") if getattr(spec.roles, role).mode else ("mode",)
+            raise expander.error(f"the {role}s have tools, and agents with tools cannot use mode: batch (each tool "
+                                 f"turn would wait for a batch round); set roles.{role}.mode: messages", where)
 
 
 def _check_budget(spec: Spec, expander: Expander) -> None:

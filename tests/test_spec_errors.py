@@ -44,6 +44,8 @@ BAD_SPECS = [
     pytest.param("concurrency: eight\n" + OK_DOMAIN, "concurrency", 1, "valid integer", id="concurrency-text"),
     pytest.param("timeout: '600'\n" + OK_DOMAIN, "timeout", 1, "valid number (got '600')", id="timeout-quoted"),
     pytest.param("budget_usd: -1\n" + OK_DOMAIN, "budget_usd", 1, "greater than 0", id="budget-negative"),
+    pytest.param("mode: batch\nroles:\n  worker: {tools: [web_search]}\n" + OK_DOMAIN, "mode", 1,
+                 "agents with tools cannot use mode: batch", id="batch-with-tools"),
     pytest.param(worker_yaml("task: 42"), "domains[0].workers[0].task", 5, "valid string", id="task-number"),
     pytest.param("schedule: burst\n" + OK_DOMAIN, "schedule", 1, "'pool' or 'waves'", id="bad-schedule"),
     pytest.param(worker_yaml("task: 'About {{ missing }}'"), "domains[0].workers[0].task", 5,

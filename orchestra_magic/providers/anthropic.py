@@ -70,12 +70,14 @@ class AnthropicProvider(Provider):
         )
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()  # first: a stopped run's batches are cancelled on the server
-            self._batcher = None
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        try:
+            if self._batcher is not None:
+                await self._batcher.close()  # first: a stopped run's batches are cancelled on the server
+                self._batcher = None
+        finally:  # even when that is interrupted, the client's connections are closed
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
 
     async def complete(self, request: AgentRequest) -> Completion:
         if self._client is None:
@@ -130,7 +132,8 @@ class AnthropicProvider(Provider):
     def for_workers(self) -> AnthropicProvider:
         """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own
         environment, so the key is never pickled or sent over the network."""
-        return AnthropicProvider(base_url=self.base_url, timeout=self.timeout, cache_prompts=self.cache_prompts)
+        return AnthropicProvider(base_url=self.base_url, timeout=self.timeout, cache_prompts=self.cache_prompts,
+                                 batch=self.batch_policy)
 
     def _system(self, text: str) -> list[TextBlockParam]:
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
@@ -165,13 +168,15 @@ class OfflineProvider(AnthropicProvider):
         """Workers call this process's fake server (started on 127.0.0.1: reachable from a cluster on
         this machine, such as a `LocalCluster`). The offline key is a marker, not a secret."""
         return AnthropicProvider(api_key=OFFLINE_KEY, base_url=self.base_url, timeout=self.timeout,
-                                 cache_prompts=self.cache_prompts)
+                                 cache_prompts=self.cache_prompts, batch=self.batch_policy)
 
     async def close(self) -> None:
-        await super().close()
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
+        try:
+            await super().close()
+        finally:  # a notebook interrupt must not leave the fake's port bound in the kernel
+            if self.server is not None:
+                await self.server.stop()
+                self.server = None
 
 
 def _normalise(url: str) -> str:
