@@ -213,10 +213,11 @@ class Engine:
         budget = self.spec.budget_usd
         if budget is None:
             return False
-        likely = self._spent + len(self._running) * (self._spent / self._priced if self._priced else 0.0)
+        spent = self.state.cost_usd  # the whole run's, earlier sessions of a resumed run included
+        likely = spent + len(self._running) * (self._spent / self._priced if self._priced else 0.0)
         if likely < budget:
             return False
-        self._stopping = (f"the budget of ${budget:,.2f} was reached (${self._spent:,.4f} spent, "
+        self._stopping = (f"the budget of ${budget:,.2f} was reached (${spent:,.4f} spent, "
                           f"{len(self._running)} agents still finishing); raise budget_usd and resume to go on")
         return True
 
@@ -226,6 +227,8 @@ class Engine:
         return plan.role not in self._batch_roles
 
     def _may_start(self, plan: AgentPlan) -> bool:
+        if self.spec.budget_usd is not None and not self._priced:  # no cost known yet to project from:
+            return len(self._running) < self.concurrency  # do not send a whole batch on an unknown price
         return not self._takes_slot(plan) or self._slots < self.concurrency
 
     async def _run_agent(self, plan: AgentPlan) -> None:
@@ -288,12 +291,12 @@ class Engine:
         `timeout`. A batch attempt gets neither: it is no open connection, and though the API may take
         hours, it ends every batch within 24 hours (an unanswered entry comes back expired and is
         retried) and each of the batch's HTTP calls has the client's own timeout."""
-        if request.mode == "batch" and self.provider.batches and not request.tools:
+        if request.mode == "batch" and plan.role in self._batch_roles:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            return await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt)
+            return await self.provider.complete(request)  # here, not on a cluster: waiting needs no worker
         token = await self.throttle.acquire()
-        self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
         try:
+            self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
             async with asyncio.timeout(self.spec.timeout):
                 completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt)
         except TransientAgentError as exc:
@@ -393,9 +396,11 @@ class Engine:
             status, reason = "failed", f"{counts['failed']} of {self.state.total} agents failed"
         else:
             status, reason = "done", ""
-        self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
-        self._snapshot()
-        self.folder.close()
+        try:
+            self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
+            self._snapshot()
+        finally:  # the journal's descriptor (or a URL store's writer threads) must not outlive the run
+            self.folder.close()
 
 
 def _file_error(exc: OSError, folder: object) -> str:

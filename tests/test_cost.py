@@ -139,3 +139,24 @@ def test_an_answer_whose_file_cannot_be_written_fails_but_keeps_what_it_cost(
     assert failed.status == "failed" and failed.error.startswith("file error: No space left on device")
     assert failed.input_tokens > 0 and failed.cost_usd > 0  # paid for, and the bill says so
     assert run.state.cost_usd == pytest.approx(run.agents.cost_usd.sum())
+
+
+def test_a_budget_counts_what_earlier_sessions_of_the_run_spent(tmp_path: Path) -> None:
+    spec = make_spec({"a": 6}, concurrency=1)
+    probe = om.run(spec, provider="offline", root=tmp_path / "probe")
+    per_agent = float(probe.agents[probe.agents.role == "worker"].cost_usd.max())
+    budget = 3.5 * per_agent
+    first = om.run({**spec, "budget_usd": budget}, provider="offline", root=tmp_path)
+    assert first.status == "cancelled"
+    again = om.run({**spec, "budget_usd": budget}, provider="offline", root=tmp_path, resume=first.run_id)
+    assert again.status == "cancelled" and again.state.counts["done"] == 0  # the same budget buys nothing more
+    assert again.state.cost_usd == pytest.approx(first.state.cost_usd)
+
+
+def test_a_budget_holds_back_a_batch_until_it_knows_what_an_answer_costs(tmp_path: Path) -> None:
+    spec = make_spec({"a": 20}, concurrency=2, mode="batch")
+    probe = om.run(make_spec({"a": 20}, concurrency=2), provider="offline", root=tmp_path / "probe")
+    workers = probe.agents[probe.agents.role == "worker"]
+    budget = 3 * float(workers.cost_usd.max()) / 2  # about three workers at batch price
+    run = om.run({**spec, "budget_usd": budget}, provider="offline", root=tmp_path)
+    assert run.status == "cancelled" and run.state.counts["done"] < 10  # not the whole batch of 20

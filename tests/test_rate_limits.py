@@ -117,3 +117,20 @@ def test_the_views_say_when_the_run_waits_on_rate_limits(tmp_path: Path) -> None
                  root=tmp_path, listeners=(lambda event, state: seen.append(state.rate_limited),))
     assert run.status == "done" and max(seen) >= 1
     assert f"{max(seen)} rate-limit waits" in header_text(run.state, now=0)
+
+
+def test_a_failing_listener_does_not_leak_throttle_slots_and_hang_the_run(tmp_path: Path) -> None:
+    from orchestra_magic.events import AgentStarted
+
+    def listener(event: object, state: object) -> None:
+        if isinstance(event, AgentStarted):
+            raise RuntimeError("a broken progress view")
+
+    provider = om.PythonProvider(lambda request: "Done.", lambda request: "Done.")
+
+    async def main() -> om.Run:
+        return await asyncio.wait_for(om.arun(make_spec({"a": 6}, concurrency=2), provider=provider,
+                                              root=tmp_path, listeners=(listener,)), 30)
+
+    run = asyncio.run(main())  # before the fix: the third agent waited forever for a slot
+    assert run.state.finished == run.state.total
