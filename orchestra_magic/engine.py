@@ -17,8 +17,9 @@ import json
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import AgentError, BatchEntryError, TransientAgentError
 from .events import (
@@ -256,6 +257,7 @@ class Engine:
         """Retry what is worth retrying: other failures up to `attempts` in all, refusals for rate or load
         (which the throttle also answers by slowing the run) up to `rate_limit_retries` more."""
         error, attempt, failures, refusals = "", 0, 0, 0
+        spent: list[Completion] = []  # what failed attempts were billed for (a tool loop's earlier turns)
         while True:
             attempt, refused = attempt + 1, False
             try:
@@ -269,17 +271,18 @@ class Engine:
                 refused = exc.rate_limited
                 refusals += refused
                 failures += not refused
+                spent += [exc.spent] if exc.spent else []
             except TimeoutError:
                 error, retry_after = f"no answer within the {self.spec.timeout:g} s timeout", None
                 failures += 1
             except AgentError as exc:
-                return self._fail(plan, str(exc))
+                return self._fail(plan, str(exc), [*spent, *([exc.spent] if exc.spent else [])])
             except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
-                return self._fail(plan, f"{type(exc).__name__}: {exc}")
+                return self._fail(plan, f"{type(exc).__name__}: {exc}", spent)
             else:
-                return await self._succeed(plan, completion, digest)
+                return await self._succeed(plan, completion, digest, spent)
             if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
-                return self._fail(plan, f"gave up after {attempt} attempts; last error: {error}")
+                return self._fail(plan, f"gave up after {attempt} attempts; last error: {error}", spent)
             delay = self.retry.delay(attempt, retry_after, self.rng)
             self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay,
                                      rate_limited=refused))
@@ -308,23 +311,19 @@ class Engine:
         self.throttle.release(token, ok=True, rate_limit=completion.rate_limit)
         return completion
 
-    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str) -> None:
+    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str, spent: list[Completion]) -> None:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
         text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
-        cost = _cost(completion)
-        if cost is not None:
-            self._spent, self._priced = self._spent + cost, self._priced + 1
+        usage = self._usage([*spent, completion])
         summary, cut, note = "", False, ""
         if plan.worker:
             note = worker_note(text)
         else:
             summary, cut = extract_summary(text, self.spec.summary_words, plan.path)
         done = AgentFinished(
-            agent=plan.key, at=self.clock(), status="done", input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens, cache_write_tokens=completion.cache_write_tokens,
-            cache_read_tokens=completion.cache_read_tokens, cost_usd=cost, input_hash=digest,
-            summary=summary, summary_cut=cut, note=note, batch=completion.batch, tool_calls=completion.tool_calls,
+            agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest, summary=summary,
+            summary_cut=cut, note=note, batch=completion.batch, tool_calls=completion.tool_calls,
             server_tool_calls=completion.server_tool_calls,
         )
         self._emit(done)
@@ -334,8 +333,19 @@ class Engine:
             self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", summary="",
                                            error=_file_error(exc, self.folder.path)))
 
-    def _fail(self, plan: AgentPlan, error: str) -> None:
-        self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error))
+    def _fail(self, plan: AgentPlan, error: str, spent: Sequence[Completion] = ()) -> None:
+        self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error, **self._usage(spent)))
+
+    def _usage(self, parts: Sequence[Completion]) -> dict[str, Any]:
+        """An agent's tokens and cost over every attempt it was billed for, counted toward the budget."""
+        costs = [_cost(part) for part in parts]
+        cost = None if not parts or None in costs else sum(c for c in costs if c is not None)
+        if cost is not None:
+            self._spent, self._priced = self._spent + cost, self._priced + 1
+        return {"input_tokens": sum(p.input_tokens for p in parts),
+                "output_tokens": sum(p.output_tokens for p in parts),
+                "cache_write_tokens": sum(p.cache_write_tokens for p in parts),
+                "cache_read_tokens": sum(p.cache_read_tokens for p in parts), "cost_usd": cost}
 
     def _request(self, plan: AgentPlan) -> AgentRequest | None:
         inputs = tuple(self._worker_result(w) for w in plan.domain.workers) if not plan.worker else ()

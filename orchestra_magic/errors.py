@@ -15,6 +15,11 @@ error. Outside cancellation (`asyncio.CancelledError`, `KeyboardInterrupt`) alwa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .providers.base import Completion
+
 
 class OrchestraError(Exception):
     """Root of every error orchestra_magic raises on purpose."""
@@ -44,7 +49,11 @@ class RunFolderError(UsageError):
 
 
 class AgentError(OrchestraError):
-    """One agent call failed for good; its text is recorded as the agent's `error`."""
+    """One agent call failed for good; its text is recorded as the agent's `error`. `spent` is what the
+    call had been billed for before it failed (the turns a tool loop had done), so the run's cost and
+    budget count it."""
+
+    spent: Completion | None = None
 
 
 class TransientAgentError(AgentError):

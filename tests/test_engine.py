@@ -448,7 +448,7 @@ def test_a_full_disk_fails_the_agent_with_a_clear_error_and_leaves_no_partial_fi
 
 def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           on: On) -> None:
-    def broken(self: Any, plan: Any, completion: Any, digest: str) -> None:
+    def broken(self: Any, *args: Any) -> None:
         raise RuntimeError("bug in the engine")
 
     monkeypatch.setattr(Engine, "_succeed", broken)

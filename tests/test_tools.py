@@ -18,6 +18,7 @@ import orchestra_magic as om
 from orchestra_magic.errors import ConfigError
 from orchestra_magic.fakeapi import FakeMessagesAPI
 from orchestra_magic.faketools import sign
+from orchestra_magic.pricing import cost_usd as om_cost
 
 KEY = "sk-ant-test-tools"
 
@@ -168,14 +169,75 @@ def test_more_tool_turns_than_allowed_fail_the_agent_clearly(tmp_path: Path) -> 
 
     tools = [first_step, second_step]  # the fake calls each once: two tool turns
     spec = worker_spec(["first_step", "second_step"], max_tool_turns=1)
-    failed = run_against(FakeMessagesAPI(), tmp_path, spec, tools=tools)
+    fake = FakeMessagesAPI()
+    failed = run_against(fake, tmp_path, spec, tools=tools)
     assert failed.status == "failed"
     error = failed.agents.set_index("agent").loc["a-1", "error"]
     assert "used all 1 tool turns (max_tool_turns)" in error and "it asked for second_step" in error
     assert "roles.worker.max_tool_turns" in error and "input and" in error
+    # The turns it did were billed: the run's cost (and so its budget) counts them.
+    turns = fake.answers  # both the worker's (the coordinator did not run: all of its workers failed)
+    worker = failed.agents.set_index("agent").loc["a-1"]
+    assert [a["stop_reason"] for a in turns] == ["tool_use", "tool_use"]
+    assert worker.input_tokens == sum(a["usage"]["input_tokens"] for a in turns) > 0
+    assert worker.cost_usd == pytest.approx(cost_of(turns)) and worker.cost_usd > 0
+    assert failed.state.cost_usd == pytest.approx(worker.cost_usd)
     enough = run_against(FakeMessagesAPI(), tmp_path, worker_spec(["first_step", "second_step"], max_tool_turns=2),
                          tools=tools)
     assert enough.status == "done" and enough.agents.set_index("agent").loc["a-1", "tool_calls"] == 2
+
+
+def test_a_tool_loop_retried_after_a_refusal_is_billed_for_both_attempts(tmp_path: Path) -> None:
+    # Seed 22 refuses the worker's second turn (429); the retry starts the loop again, so three answers
+    # were billed for one worker. The error is injected by the fake's seeded dice, checked below.
+    fake = FakeMessagesAPI(error_rate=0.4, seed=22, retry_after_ms=1)
+    run = run_against(fake, tmp_path, worker_spec(["lookup_price"]), tools=[lookup_price])
+    assert run.status == "done" and fake.responses[429] == 1
+    worker_answers = fake.answers[:-1]  # the last is the coordinator's
+    assert [a["stop_reason"] for a in worker_answers] == ["tool_use", "tool_use", "end_turn"]
+    worker = run.agents.set_index("agent").loc["a-1"]
+    assert worker.input_tokens == sum(a["usage"]["input_tokens"] for a in worker_answers)
+    assert worker.output_tokens == sum(a["usage"]["output_tokens"] for a in worker_answers)
+    assert worker.cost_usd == pytest.approx(cost_of(worker_answers))
+    assert run.state.cost_usd == pytest.approx(cost_of(fake.answers))
+
+
+def test_a_tool_loop_tells_the_throttle_what_the_rate_limit_headers_said() -> None:
+    from orchestra_magic.providers.anthropic import AnthropicProvider
+    from orchestra_magic.providers.base import AgentRequest
+    from orchestra_magic.spec import DEFAULT_MODEL
+    from orchestra_magic.tools import python_tool
+
+    request = AgentRequest(agent="a-1", role="worker", domain="a", task="t", system="s", prompt="p",
+                           model=DEFAULT_MODEL, max_tokens=200, tools=("lookup_price",),
+                           tool_functions={"lookup_price": python_tool("lookup_price", lookup_price)})
+
+    async def main() -> Any:
+        fake = FakeMessagesAPI(rpm_limit=600)
+        provider = AnthropicProvider(base_url=await fake.start())
+        try:
+            await provider.start()
+            return await provider.complete(request), fake.answers
+        finally:
+            await provider.close()
+            await fake.stop()
+
+    completion, answers = asyncio.run(main())
+    assert completion.tool_calls == 1 and len(answers) == 2
+    assert completion.rate_limit is not None and completion.rate_limit.requests_per_minute == 600
+    assert completion.rate_limit.remaining == 600 // 10 - 2  # the bucket holds a tenth of a minute; 2 taken
+
+
+def cost_of(answers: list[dict[str, Any]]) -> float:
+    """What the price table charges for these answers of the fake, as the API would bill them."""
+    total = 0.0
+    for answer in answers:
+        usage = answer["usage"]
+        cost = om_cost(answer["model"], usage["input_tokens"], usage["output_tokens"],
+                       usage.get("cache_creation_input_tokens") or 0, usage.get("cache_read_input_tokens") or 0)
+        assert cost is not None
+        total += cost
+    return total
 
 
 def test_a_task_that_names_a_tool_gets_that_one_called(tmp_path: Path) -> None:

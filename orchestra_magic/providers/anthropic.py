@@ -121,13 +121,12 @@ class AnthropicProvider(Provider):
             self._batcher = Batcher(client, self.batch_policy, self._sleep)
         return self._batcher
 
-    async def _turn(self, params: dict[str, Any]) -> Message:
+    async def _turn(self, params: dict[str, Any]) -> tuple[Message, RateLimit | None]:
         """One streamed Messages call of a tool loop, its failures mapped to our errors."""
         assert self._client is not None
         with _mapped_errors(self.base_url):
             async with self._client.messages.stream(**params) as stream:
-                message = await stream.get_final_message()
-        return message
+                return await stream.get_final_message(), _rate_limit(stream.response.headers)
 
     def for_workers(self) -> AnthropicProvider:
         """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own

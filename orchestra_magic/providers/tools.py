@@ -8,8 +8,9 @@ with our own error mapping, a hard bound on turns, and usage summed over every t
 - `pause_turn`: the API paused a long server-tool turn; send its content back as is to continue;
 - anything else ends the agent. Its text is the final turn's text blocks (with the text of the
   paused segments of that same turn before it); server tool blocks pass through untouched.
-A tool turn past `max_tool_turns` fails the agent with the tokens it spent, rather than producing an
-answer the model never got to finish.
+A tool turn past `max_tool_turns` fails the agent rather than producing an answer the model never got
+to finish. However the loop fails, the error carries the tokens its turns were billed for (`spent`), so
+the run's cost and budget count them.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import pydantic
 from anthropic.types import Message, ToolUseBlock
 
 from ..errors import AgentError
+from ..throttle import RateLimit
 from ..tools import server_tool, tool_context
 from .base import AgentRequest, Completion
 
-Turn = Callable[[dict[str, Any]], Awaitable[Message]]
+# One Messages call: the answer and what its rate-limit headers said (the throttle paces on the last).
+Turn = Callable[[dict[str, Any]], Awaitable[tuple[Message, RateLimit | None]]]
 MAX_RESULT_CHARS = 100_000  # a tool result longer than this is cut: it would crowd out the task
 MAX_ERROR_CHARS = 1_000
 
@@ -43,19 +46,22 @@ class _Tally:
     tool_calls: int = 0
     server_tool_calls: int = 0
     turns: int = 0
+    model: str = ""
+    rate_limit: RateLimit | None = None
 
-    def add(self, message: Message) -> None:
+    def add(self, message: Message, rate_limit: RateLimit | None) -> None:
         usage = message.usage
+        self.model, self.rate_limit = message.model, rate_limit or self.rate_limit
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
         self.cache_write_tokens += usage.cache_creation_input_tokens or 0
         self.cache_read_tokens += usage.cache_read_input_tokens or 0
         self.server_tool_calls += sum(block.type == "server_tool_use" for block in message.content)
 
-    def completion(self, text: str, message: Message) -> Completion:
-        return Completion(text, self.input_tokens, self.output_tokens, message.model, message.stop_reason or "",
-                          self.cache_write_tokens, self.cache_read_tokens, tool_calls=self.tool_calls,
-                          server_tool_calls=self.server_tool_calls)
+    def completion(self, text: str = "", stop_reason: str = "") -> Completion:
+        return Completion(text, self.input_tokens, self.output_tokens, self.model, stop_reason,
+                          self.cache_write_tokens, self.cache_read_tokens, rate_limit=self.rate_limit,
+                          tool_calls=self.tool_calls, server_tool_calls=self.server_tool_calls)
 
 
 def definitions(request: AgentRequest) -> list[dict[str, Any]]:
@@ -66,17 +72,27 @@ def definitions(request: AgentRequest) -> list[dict[str, Any]]:
 
 async def complete_with_tools(turn: Turn, request: AgentRequest, params: dict[str, Any]) -> Completion:
     """Run `request` to its final answer, calling `turn` once per Messages call."""
+    tally = _Tally()
+    try:
+        return await _loop(turn, request, params, tally)
+    except AgentError as exc:
+        if tally.model:  # at least one turn was answered, and billed
+            exc.spent = tally.completion()
+        raise
+
+
+async def _loop(turn: Turn, request: AgentRequest, params: dict[str, Any], tally: _Tally) -> Completion:
     messages: list[dict[str, Any]] = list(params["messages"])
-    tally, texts = _Tally(), list[str]()
+    texts: list[str] = []
     tools = definitions(request)
     with tool_context(request):
         while True:
-            message = await turn({**params, "messages": messages, "tools": tools})
-            tally.add(message)
+            message, rate_limit = await turn({**params, "messages": messages, "tools": tools})
+            tally.add(message, rate_limit)
             calls = [block for block in message.content if block.type == "tool_use"]
             paused = message.stop_reason == "pause_turn"
             if not paused and not (message.stop_reason == "tool_use" and calls):
-                return tally.completion("".join([*texts, text_of(message)]), message)
+                return tally.completion("".join([*texts, text_of(message)]), message.stop_reason or "")
             if tally.turns >= request.max_tool_turns:
                 raise AgentError(_over_limit(request, tally, [c.name for c in calls]))
             tally.turns += 1
