@@ -120,12 +120,15 @@ class DaskExecutor(Executor):
                               f"agents ({exc}); use the same cluster_concurrency, or restart the scheduler") from None
         return semaphore
 
-    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int) -> Completion:
+    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int,
+                       timeout: float) -> Completion:  # noqa: ASYNC109 (it limits the call, not a wait for room)
+        """The timeout is kept on the worker, from when the call starts there: waiting for a lease of the
+        cluster's cap or for a free worker thread is not the API being slow."""
         assert self.client is not None, "DaskExecutor.start was not called"
         key = f"{request.role}-{run_id}-{request.agent}-{attempt}-{self._session}"
         cap: AbstractAsyncContextManager[Any] = self._semaphore or nullcontext()
         async with cap:
-            future = self.client.submit(run_on_worker, key, self._session, self._shipped, request,
+            future = self.client.submit(run_on_worker, key, self._session, self._shipped, request, timeout,
                                         key=key, pure=False, retries=0)
             try:
                 completion: Completion = await future
@@ -179,22 +182,29 @@ def _fetch(link: str) -> None:
 _STARTED: dict[tuple[str, int], asyncio.Task[Provider]] = {}  # (session, loop) -> the started provider
 
 
-async def run_on_worker(key: str, session: str, provider: Provider, request: AgentRequest) -> Completion:
-    """One attempt, as a Dask task on a worker's event loop. Gives the call up as soon as the
-    engine has (the task was cancelled), since Dask itself would let it run to the end."""
+async def run_on_worker(key: str, session: str, provider: Provider, request: AgentRequest,
+                        timeout: float) -> Completion:  # noqa: ASYNC109 (limits the call, not the wait for it)
+    """One attempt, as a Dask task on a worker's event loop. Gives the call up after `timeout` seconds
+    (raising `TimeoutError`, as the local executor does) or as soon as the engine has (the task was
+    cancelled), since Dask itself would let it run to the end."""
     started = await _provider(session, provider)
-    worker = distributed.get_worker()
+    worker, loop = distributed.get_worker(), asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     call = asyncio.ensure_future(started.complete(request))
     while True:
-        done, _ = await asyncio.wait({call}, timeout=WATCH_EVERY)
+        done, _ = await asyncio.wait({call}, timeout=max(0.0, min(WATCH_EVERY, deadline - loop.time())))
         if done:
             return call.result()
         task = worker.state.tasks.get(key)
-        if task is None or task.state == "cancelled":
-            call.cancel()
-            with suppress(BaseException):
-                await call
-            raise AgentError("cancelled: the engine no longer wants this call")
+        wanted = task is not None and task.state != "cancelled"
+        if wanted and loop.time() < deadline:
+            continue
+        call.cancel()
+        with suppress(BaseException):
+            await call
+        if wanted:
+            raise TimeoutError(f"no answer within {timeout:g} s")
+        raise AgentError("cancelled: the engine no longer wants this call")
 
 
 async def _provider(session: str, provider: Provider) -> Provider:

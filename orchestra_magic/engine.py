@@ -300,8 +300,8 @@ class Engine:
         token = await self.throttle.acquire()
         try:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            async with asyncio.timeout(self.spec.timeout):
-                completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt)
+            completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt,
+                                                      timeout=self.spec.timeout)
         except TransientAgentError as exc:
             self.throttle.release(token, ok=False, rate_limited=exc.rate_limited, retry_after=exc.retry_after)
             raise

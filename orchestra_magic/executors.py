@@ -15,6 +15,7 @@ stop and resume stays in one process whatever the executor, and an executor is s
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
@@ -37,8 +38,10 @@ class Executor(abc.ABC):
         """Get ready to run calls for `provider`, which is already started."""
 
     @abc.abstractmethod
-    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int) -> Completion:
-        """One attempt of one agent. Raise what the provider raised; on cancellation stop the call."""
+    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int,
+                       timeout: float) -> Completion:  # noqa: ASYNC109 (it limits the call, not a wait for room)
+        """One attempt of one agent. Raise what the provider raised; on cancellation stop the call. Raise
+        `TimeoutError` when the call itself (not a wait for room to run it) takes over `timeout` seconds."""
 
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what `start` acquired."""
@@ -59,9 +62,11 @@ class LocalExecutor(Executor):
     async def start(self, provider: Provider) -> None:
         self.provider = provider
 
-    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int) -> Completion:
+    async def complete(self, request: AgentRequest, *, run_id: str, attempt: int,
+                       timeout: float) -> Completion:  # noqa: ASYNC109 (it limits the call, not a wait for room)
         assert self.provider is not None, "LocalExecutor.start was not called"
-        return await self.provider.complete(request)
+        async with asyncio.timeout(timeout):
+            return await self.provider.complete(request)
 
     def describe(self) -> str:
         return "local (this process)"

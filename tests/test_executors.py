@@ -140,6 +140,41 @@ def test_a_cluster_wide_cap_holds_across_runs(tmp_path: Path, threads_cluster: A
                client=threads_cluster)
 
 
+def test_waiting_for_the_cluster_wide_cap_is_not_counted_against_the_timeout(tmp_path: Path,
+                                                                               threads_cluster: Any) -> None:
+    async def worker(request: AgentRequest) -> str:
+        import asyncio
+
+        await asyncio.sleep(0.2)
+        return "Done."
+
+    # Two at a time, twelve agents: the last two wait ~1 s for a lease, longer than the 0.8 s timeout,
+    # but each call takes only 0.2 s of it.
+    spec = make_spec({"a": 12}, concurrency=12, cluster_concurrency=2, timeout=0.8)
+    run = om.run(spec, provider=PythonProvider(worker), root=tmp_path, client=threads_cluster)
+    assert run.status == "done" and set(run.agents.attempts) == {1}
+
+
+def test_a_call_that_runs_too_long_on_the_cluster_times_out_there(tmp_path: Path, threads_cluster: Any) -> None:
+    log = Log(tmp_path / "log")
+
+    async def worker(request: AgentRequest) -> str:
+        import asyncio
+
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            log.add("the call was cancelled on the worker")
+            raise
+        return "Done."
+
+    spec = make_spec({"a": 1}, timeout=0.3, attempts=1)
+    run = om.run(spec, provider=PythonProvider(worker), root=tmp_path, client=threads_cluster)
+    assert run.agents.set_index("agent").loc["a-1", "error"] == (
+        "gave up after 1 attempts; last error: no answer within the 0.3 s timeout")
+    assert log.lines() == ["the call was cancelled on the worker"]
+
+
 def test_the_widget_shows_where_agents_run_and_links_the_dashboard(tmp_path: Path) -> None:
     from orchestra_magic.view import RunView, header_text
 
