@@ -459,6 +459,19 @@ def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkey
     assert state.status == "cancelled" and "bug in the engine" in state.reason
 
 
+def test_sync_agents_get_a_thread_each_up_to_the_concurrency(tmp_path: Path) -> None:
+    # 40 blocking functions that can only all return together: more than Python's default pool
+    # (at most 32 threads) could hold at once, so the run needs a thread per agent in flight.
+    barrier = threading.Barrier(40, timeout=20)
+
+    def worker(request: AgentRequest) -> str:
+        barrier.wait()
+        return "Done."
+
+    result = run(make_spec({"a": 40}, concurrency=40), tmp_path, LOCAL, PythonProvider(worker))
+    assert result.status == "done", result.agents.error.iloc[0]
+
+
 def test_the_run_reports_its_context_economy(tmp_path: Path, on: On) -> None:
     def worker(request: AgentRequest) -> Completion:
         return Completion("x " * 2000 + "\nDone.", 100, 1000)
