@@ -102,6 +102,8 @@ class RemoteStore:
         self._locked = False
         self._writer: ThreadPoolExecutor | None = None
         self._unread: dict[str, str] = {}  # workers' outputs put by this run that no coordinator has read yet
+        self._listed: set[str] = set()  # folders (`workers`, `synthesis`) `exists` has listed…
+        self._files: set[str] = set()  # …and the files in them, with those this run put since
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -140,6 +142,7 @@ class RemoteStore:
         self._put(relative, text)
         if relative.startswith("workers/"):
             self._unread[relative] = text
+        self._files.add(relative)
 
     def read_text(self, relative: str) -> str:
         """A worker's output put by this run is read from memory, once (its coordinator reads it on the
@@ -151,7 +154,16 @@ class RemoteStore:
         return data.decode("utf-8")
 
     def exists(self, relative: str) -> bool:
-        return bool(self.fs.isfile(self._key(relative)))
+        """A file in a subfolder is looked up in one listing of it, made on first use: a resume asks
+        about every output, and a listing takes one request per 1,000 names, asking one per name."""
+        folder = relative.rpartition("/")[0]
+        if not folder:
+            return bool(self.fs.isfile(self._key(relative)))
+        if folder not in self._listed:
+            prefix = self.base + "/"
+            self._files.update(path.removeprefix(prefix) for path in self.fs.find(self._key(folder)))
+            self._listed.add(folder)
+        return relative in self._files
 
     # ---- the journal ---------------------------------------------------------------------------
 

@@ -103,6 +103,38 @@ def test_resume_on_a_memory_root_redoes_only_what_is_missing(root: str) -> None:
     assert agents.loc["coordinator:b", "status"] == "skipped"
 
 
+def test_a_resume_lists_the_folder_once_instead_of_asking_about_each_output(
+        root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run(root, make_spec({"a": 6, "b": 6}))
+    MEMORY.rm(f"{first.path.removeprefix('memory:/')}/workers/a-3.md")  # lost: the resume redoes it
+    asked: list[str] = []  # the store's look-ups of its outputs and of the folders that hold them
+    inside = threading.local()  # the filesystem's calls to itself (a put checks its parents) are not the store's
+    lookups = ("isfile", "exists", "info", "find")
+
+    def recorded(method: Any) -> Any:
+        def call(fs: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+            if getattr(inside, "call", False):
+                return method(fs, path, *args, **kwargs)
+            if method.__name__ in lookups and path.endswith((".md", "/workers", "/synthesis")):
+                asked.append(f"{method.__name__} {path.rsplit('/', 1)[-1]}")
+            inside.call = True
+            try:
+                return method(fs, path, *args, **kwargs)
+            finally:
+                inside.call = False
+        return call
+
+    for name in (*lookups, "pipe_file", "cat_file"):
+        monkeypatch.setattr(MemoryFileSystem, name, recorded(getattr(MemoryFileSystem, name)))
+    again = run(root, make_spec({"a": 6, "b": 6}), resume=first.run_id)
+    assert asked == ["find workers", "find synthesis"]
+    agents = again.agents.set_index("agent")
+    assert agents.loc["a-3", "status"] == "done"
+    # a-3 wrote the same text again, so its coordinator's inputs are unchanged: everything else is skipped
+    assert (agents.status == "skipped").sum() == 14 - 1
+    assert "workers/a-3.md" in stored(again.path)
+
+
 def test_retry_failed_reruns_a_url_run_in_place(root: str) -> None:
     broken = {"a-2"}
 
