@@ -11,13 +11,14 @@ with `Run.synthesis(domain)` or `Run.output(worker_id)` when you need it.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 from collections.abc import Callable, Generator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import RunFolderError
+from .errors import RunFolderError, UsageError
 from .events import AgentState, RunState
 from .runfolder import SPEC, RunFolder, run_folders
 
@@ -150,10 +151,28 @@ class Run:
         return self._folder.read_text(relative)
 
     def synthesis(self, domain: str) -> str:
-        return self.read_text(f"synthesis/{domain}.md")
+        """The full synthesis of `domain`'s coordinator, read from the run folder."""
+        return self._output_of(f"coordinator:{domain}", "domain", domain)
 
     def output(self, worker_id: str) -> str:
-        return self.read_text(f"workers/{worker_id}.md")
+        """The full output of one worker, read from the run folder."""
+        return self._output_of(worker_id, "worker", worker_id)
+
+    def _output_of(self, key: str, kind: str, name: str) -> str:
+        """An agent's output file; a `UsageError` that says why when the name is unknown or the agent
+        has no output (failed, cancelled, not run yet), rather than a bare missing-file error."""
+        agent = self.state.agents.get(key)
+        if agent is None:
+            role = "coordinator" if kind == "domain" else "worker"
+            known = [a.domain if kind == "domain" else a.agent for a in self.state.agents.values() if a.role == role]
+            close = difflib.get_close_matches(name, known, n=1)
+            listed = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+            hint = f"did you mean {close[0]!r}?" if close else f"its {kind}s are {listed}"
+            raise UsageError(f"run {self.run_id} has no {kind} {name!r}; {hint}")
+        if agent.status not in ("done", "skipped"):
+            why = f": {agent.error}" if agent.error else ""
+            raise UsageError(f"the {kind} {name!r} of run {self.run_id} has no output ({agent.status}{why})")
+        return self.read_text(agent.path)
 
     def _domains(self) -> dict[str, list[AgentState]]:
         groups: dict[str, list[AgentState]] = {}

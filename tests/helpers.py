@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +95,20 @@ def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], **k
             await fake.stop()
 
     return asyncio.run(main())
+
+
+@contextmanager
+def fake_api(*args: str) -> Iterator[dict[str, str]]:
+    """`orchestra fake-api` in its own process; yields the environment that points the SDK at it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "fake-api", "--port", str(port), *args],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        assert "Fake Anthropic Messages API" in server.stderr.readline()
+        yield {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import first_output
+from helpers import fake_api, first_output
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
@@ -114,24 +111,6 @@ def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
         resumed = orchestra("run", str(spec), "--resume", folder.name, cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "skipped" in resumed.stdout and "21 agents" in resumed.stdout
-
-
-@contextmanager
-def fake_api(*args: str) -> Iterator[dict[str, str]]:
-    """`orchestra fake-api` in its own process; yields the environment that points the SDK at it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "fake-api", "--port", str(port), *args],
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None
-        assert "Fake Anthropic Messages API" in server.stderr.readline()
-        yield {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    finally:
-        server.terminate()
-        server.wait(10)
-
 
 
 def test_vars_reach_the_spec_as_yaml_values(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ def test_waves_start_a_batch_only_when_the_previous_one_is_finished(tmp_path: Pa
     assert sorted(started) == ["a-1", "a-2", "a-3", "a-4", "a-5"]
     # Waves of two: no agent of a wave starts before every agent of the one before has ended. (Within a
     # wave the order is open: on Dask one call may end before the other's task has reached a worker.)
-    for earlier, later in zip(waves, waves[1:], strict=False):
+    for earlier, later in pairwise(waves):
         assert max(position["end", agent] for agent in earlier) < min(position["start", agent] for agent in later)
 
 
@@ -385,6 +386,22 @@ def test_load_run_rebuilds_results_from_disk_alone(tmp_path: Path, on: On) -> No
     assert loaded.agents.drop(columns="seconds").equals(result.agents.drop(columns="seconds"))
     assert "Result of Task 1 of a." in loaded.output("a-1")
     assert "<summary>" in loaded.synthesis("a")
+
+
+def test_reading_an_output_that_does_not_exist_says_why(tmp_path: Path) -> None:
+    def worker(request: AgentRequest) -> str:
+        if request.agent == "a-2":
+            raise ValueError("no data for this one")
+        return "Done."
+
+    result = run(make_spec({"a": 3, "b": 1}, attempts=1), tmp_path, LOCAL, PythonProvider(worker))
+    with pytest.raises(om.UsageError, match=r"has no worker 'a-4'; did you mean 'a-3'\?"):
+        result.output("a-4")
+    with pytest.raises(om.UsageError, match=r"has no domain 'pricing'; its domains are a, b$"):
+        result.synthesis("pricing")
+    with pytest.raises(om.UsageError, match=r"worker 'a-2' .* no output \(failed: ValueError: no data for this one\)"):
+        result.output("a-2")
+    assert result.output("a-1").strip() == "Done." and "<summary>" in result.synthesis("a")
 
 
 def test_the_blocking_form_works_inside_a_running_event_loop(tmp_path: Path, on: On) -> None:
