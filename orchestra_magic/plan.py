@@ -1,0 +1,82 @@
+"""Planning: the agents a spec makes, the request each one sends, and what its output depends on.
+
+Pure functions of the spec and the prompts (no I/O, no event loop), shared by the engine and by
+`om.plan` (a dry run). Coordinators are keyed ``coordinator:<domain>``; worker ids cannot contain ':'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .events import AgentState, Role, RunState
+from .prompts import Prompts, fence
+from .providers.base import AgentRequest, WorkerResult
+from .spec import Domain, Spec, Worker
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPlan:
+    """One agent to run. Coordinators are keyed ``coordinator:<domain>``; ids cannot contain ':'."""
+
+    key: str
+    domain: Domain
+    worker: Worker | None  # None for the coordinator
+    path: str  # relative to the run folder
+
+    @property
+    def role(self) -> Role:
+        return "worker" if self.worker else "coordinator"
+
+
+def plan_agents(spec: Spec) -> list[AgentPlan]:
+    plans = [AgentPlan(w.id, d, w, f"workers/{w.id}.md") for d, w in spec.workers]
+    plans += [AgentPlan(f"coordinator:{d.name}", d, None, f"synthesis/{d.name}.md") for d in spec.domains]
+    return plans
+
+
+def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: RunState | None) -> RunState:
+    """Fresh pending agents; on resume each keeps what it recorded before (hash, tokens, summary)."""
+    agents: dict[str, AgentState] = {}
+    for plan in plan_agents(spec):
+        old = prior.agents.get(plan.key) if prior else None
+        if old is not None and old.path == plan.path:
+            agents[plan.key] = dataclasses.replace(old, status="pending")
+        else:
+            agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path)
+    return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents)
+
+
+def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[WorkerResult, ...]) -> AgentRequest:
+    """The request for one agent: its rendered prompt plus the structured task (for code providers)."""
+    domain = plan.domain
+    base = {"run_name": spec.name, "context": spec.context, "domain": domain.name, "domain_context": domain.context}
+    if plan.worker:
+        task = plan.worker.task
+        system, prompt = prompts.render_worker(
+            {**base, "task": task, "worker_id": plan.worker.id, "output_path": plan.path})
+    else:
+        task = domain.coordinator
+        quoted = [{"agent": r.agent, "path": r.path, "missing": r.missing, "error": r.error,
+                   "text": fence(r.text or "")} for r in inputs]
+        system, prompt = prompts.render_coordinator({**base, "task": task, "results": quoted,
+                                                     "synthesis_path": plan.path, "summary_words": spec.summary_words})
+    settings = spec.settings(plan.role)
+    return AgentRequest(
+        agent=plan.key, role=plan.role, domain=domain.name, task=task, system=system, prompt=prompt,
+        model=settings.model, max_tokens=settings.max_tokens, effort=settings.effort,
+        thinking=settings.thinking, mode=settings.mode, tools=settings.tools,
+        max_tool_turns=settings.max_tool_turns, inputs=inputs,
+    )
+
+
+def input_hash(request: AgentRequest, provider: str) -> str:
+    """What an agent's output depends on; a resumed run redoes an agent only when this changes."""
+    material = [provider, request.model, request.max_tokens, request.effort, request.thinking,
+                request.system, request.prompt]
+    if request.tools:  # added only when used, so runs without tools keep their hashes
+        material += [list(request.tools), request.max_tool_turns]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
+
