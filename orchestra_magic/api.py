@@ -181,7 +181,7 @@ class Plan:
 
 def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None, tools: ToolsArg | None = None) -> Plan:
     """Validate a spec (and the tools it names) and render its prompts; nothing is called or written."""
-    from .plan import plan_agents, render_request
+    from .planning import plan_agents, render_request
     from .providers import WorkerResult
 
     loaded = load_spec(spec, variables)

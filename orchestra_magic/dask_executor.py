@@ -33,7 +33,7 @@ import distributed
 from distributed.client import FutureCancelledError
 from distributed.deploy.utils import nprocesses_nthreads
 
-from .errors import AgentError, ConfigError, TransientAgentError
+from .errors import AgentError, ConfigError, TransientAgentError, leave_spent, spent_on
 from .executors import Executor
 from .providers.base import AgentRequest, Completion, Provider
 
@@ -200,10 +200,17 @@ async def run_on_worker(key: str, session: str, provider: Provider, request: Age
         if wanted and loop.time() < deadline:
             continue
         call.cancel()
-        with suppress(BaseException):
+        try:
             await call
+        except BaseException as exc:  # a tool loop cut off leaves what its turns cost on its cancellation
+            spent = spent_on(exc)
+        else:
+            spent = []
         if wanted:
-            raise TimeoutError(f"no answer within {timeout:g} s")
+            timed_out = TimeoutError(f"no answer within {timeout:g} s")
+            for part in spent:
+                leave_spent(timed_out, part)
+            raise timed_out
         raise AgentError("cancelled: the engine no longer wants this call")
 
 

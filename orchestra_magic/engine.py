@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AgentError, BatchEntryError, TransientAgentError
+from .errors import AgentError, BatchEntryError, TransientAgentError, spent_on
 from .events import (
     AgentFinished,
     AgentRetrying,
@@ -30,7 +30,7 @@ from .events import (
     RunStatus,
 )
 from .executors import Executor, LocalExecutor
-from .plan import AgentPlan, initial_state, input_hash, plan_agents, render_request
+from .planning import AgentPlan, initial_state, input_hash, plan_agents, render_request
 from .pricing import cost_usd
 from .prompts import Prompts, extract_summary, worker_note
 from .providers.base import AgentRequest, Completion, Provider, WorkerResult
@@ -88,6 +88,9 @@ class Engine:
         self.plans = {p.key: p for p in plan_agents(spec)}
         self.prior = {k: (a.status, a.input_hash) for k, a in (prior.agents.items() if prior else ())}
         self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
+        # What earlier sessions of a resumed run were billed for, per agent: an agent that runs again adds to it.
+        self._earlier = {k: dataclasses.replace(a) for k, a in self.state.agents.items()
+                         if a.input_tokens or a.output_tokens}
         self.executor = executor or LocalExecutor(provider)  # where calls run; started by whoever made it
         self.state.executor, self.state.dashboard = self.executor.describe(), self.executor.dashboard_link
         self.rng = random.Random()
@@ -198,6 +201,7 @@ class Engine:
         return not self._takes_slot(plan) or self._slots < self.concurrency
 
     async def _run_agent(self, plan: AgentPlan) -> None:
+        spent: list[Completion] = []
         try:
             request = self._request(plan)
             if request is None:
@@ -211,18 +215,19 @@ class Engine:
                                          cache_write_tokens=old.cache_write_tokens,
                                          cache_read_tokens=old.cache_read_tokens, cost_usd=old.cost_usd))
                 return
-            await self._attempts(plan, request, digest)
+            await self._attempts(plan, request, digest, spent)
         except OSError as exc:  # the run folder could not be read or written (disk full, permissions)
             self._fail(plan, _file_error(exc, self.folder.path))
-        except asyncio.CancelledError:
-            self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping))
+        except asyncio.CancelledError as exc:  # a tool loop cut off here leaves what its turns cost on `exc`
+            self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping,
+                                     **self._usage(plan.key, [*spent, *spent_on(exc)])))
             raise
 
-    async def _attempts(self, plan: AgentPlan, request: AgentRequest, digest: str) -> None:
+    async def _attempts(self, plan: AgentPlan, request: AgentRequest, digest: str, spent: list[Completion]) -> None:
         """Retry what is worth retrying: other failures up to `attempts` in all, refusals for rate or load
-        (which the throttle also answers by slowing the run) up to `rate_limit_retries` more."""
+        (which the throttle also answers by slowing the run) up to `rate_limit_retries` more. `spent`
+        collects what failed attempts were billed for (a tool loop's turns)."""
         error, attempt, failures, refusals = "", 0, 0, 0
-        spent: list[Completion] = []  # what failed attempts were billed for (a tool loop's earlier turns)
         while True:
             attempt, refused = attempt + 1, False
             try:
@@ -236,18 +241,20 @@ class Engine:
                 refused = exc.rate_limited
                 refusals += refused
                 failures += not refused
-                spent += [exc.spent] if exc.spent else []
-            except TimeoutError:
+                spent += spent_on(exc)
+            except TimeoutError as exc:
                 error, retry_after = f"no answer within the {self.spec.timeout:g} s timeout", None
                 failures += 1
+                spent += spent_on(exc)
             except AgentError as exc:
-                return self._fail(plan, str(exc), [*spent, *([exc.spent] if exc.spent else [])])
+                return self._fail(plan, str(exc), [*spent, *spent_on(exc)])
             except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
                 return self._fail(plan, f"{type(exc).__name__}: {exc}", spent)
             else:
                 return await self._succeed(plan, completion, digest, spent)
             if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
-                return self._fail(plan, f"gave up after {attempt} attempts; last error: {error}", spent)
+                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                return self._fail(plan, f"gave up after {tries}; last error: {error}", spent)
             delay = self.retry.delay(attempt, retry_after, self.rng)
             self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay,
                                      rate_limited=refused))
@@ -280,7 +287,7 @@ class Engine:
         """Journal first, then the file: if the process dies in between, the file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
         text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
-        usage = self._usage([*spent, completion])
+        usage = self._usage(plan.key, [*spent, completion])
         summary, cut, note = "", False, ""
         if plan.worker:
             note = worker_note(text)
@@ -288,8 +295,7 @@ class Engine:
             summary, cut = extract_summary(text, self.spec.summary_words, plan.path)
         done = AgentFinished(
             agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest, summary=summary,
-            summary_cut=cut, note=note, batch=completion.batch, tool_calls=completion.tool_calls,
-            server_tool_calls=completion.server_tool_calls,
+            summary_cut=cut, note=note, batch=completion.batch,
         )
         self._emit(done)
         try:
@@ -299,18 +305,25 @@ class Engine:
                                            error=_file_error(exc, self.folder.path)))
 
     def _fail(self, plan: AgentPlan, error: str, spent: Sequence[Completion] = ()) -> None:
-        self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error, **self._usage(spent)))
+        self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error,
+                                 **self._usage(plan.key, spent)))
 
-    def _usage(self, parts: Sequence[Completion]) -> dict[str, Any]:
-        """An agent's tokens and cost over every attempt it was billed for, counted toward the budget."""
+    def _usage(self, key: str, parts: Sequence[Completion]) -> dict[str, Any]:
+        """An agent's tokens, cost and tool calls over every call it was billed for: this session's
+        attempts (whose cost also feeds the budget's projection), plus what earlier sessions of a resumed
+        run recorded for it, so running an agent again never makes money already spent disappear."""
         costs = [_cost(part) for part in parts]
         cost = None if not parts or None in costs else sum(c for c in costs if c is not None)
         if cost is not None:
             self._spent, self._priced = self._spent + cost, self._priced + 1
-        return {"input_tokens": sum(p.input_tokens for p in parts),
-                "output_tokens": sum(p.output_tokens for p in parts),
-                "cache_write_tokens": sum(p.cache_write_tokens for p in parts),
-                "cache_read_tokens": sum(p.cache_read_tokens for p in parts), "cost_usd": cost}
+        usage = {name: sum(getattr(part, name) for part in parts) for name in _COUNTED}
+        earlier = self._earlier.get(key)
+        if earlier is None:
+            return {**usage, "cost_usd": cost}
+        usage = {name: count + getattr(earlier, name) for name, count in usage.items()}
+        if earlier.cost_usd is not None and (cost is not None or not parts):
+            cost = earlier.cost_usd + (cost or 0.0)
+        return {**usage, "cost_usd": cost}
 
     def _request(self, plan: AgentPlan) -> AgentRequest | None:
         inputs = tuple(self._worker_result(w) for w in plan.domain.workers) if not plan.worker else ()
@@ -358,7 +371,7 @@ class Engine:
                                          cache_read_tokens=agent.cache_read_tokens, cost_usd=agent.cost_usd))
             else:
                 self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="cancelled",
-                                         error=f"not started: {self._stopping}"))
+                                         error=f"not started: {self._stopping}", **self._usage(agent.agent, [])))
 
     def _finish_run(self) -> None:
         if self._stopping:
@@ -382,8 +395,17 @@ def _file_error(exc: OSError, folder: object) -> str:
     return f"file error: {exc.strerror or exc} ({exc.filename or folder})"
 
 
+# What `_usage` adds up over an agent's calls, as `AgentFinished` names it.
+_COUNTED = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "tool_calls",
+            "server_tool_calls")
+
+
 def _cost(completion: Completion) -> float | None:
-    """Priced by the model that answered (the API reports it); code providers name none, so cost None."""
+    """Priced by the model that answered (the API reports it); code providers name none, so cost None.
+    A tool loop's calls are priced one by one: a long-prompt rate applies to a request, not to a sum."""
+    if completion.turns:
+        costs = [_cost(turn) for turn in completion.turns]
+        return None if None in costs else sum(c for c in costs if c is not None)
     if not completion.model:
         return None
     return cost_usd(completion.model, completion.input_tokens, completion.output_tokens,

@@ -66,6 +66,23 @@ class TransientAgentError(AgentError):
         self.rate_limited = rate_limited
 
 
+def leave_spent(exc: BaseException, spent: Completion) -> None:
+    """Leave what a cut-off call had been billed for on the exception that cut it off (a cancellation,
+    the `TimeoutError` a timeout makes of it), for the engine to count: it pickles with the exception."""
+    exc.spent = spent  # type: ignore[attr-defined]
+
+
+def spent_on(exc: BaseException | None) -> list[Completion]:
+    """What `exc`, or the exception it was raised from, says its call was billed for (`AgentError.spent`,
+    or what `leave_spent` left), as a list of zero or one."""
+    while exc is not None:
+        spent: Completion | None = getattr(exc, "spent", None)
+        if spent is not None:
+            return [spent]
+        exc = exc.__cause__
+    return []
+
+
 class BatchEntryError(TransientAgentError):
     """An agent's own entry in a Message Batch errored (overload, server error) or expired. The engine
     retries it as a plain Messages call, so a few failed entries do not wait another batch round."""

@@ -219,6 +219,11 @@ class RunState:
         dollars = f"${self.cost_usd:,.4f}" if self.cost_usd < 1 else f"${self.cost_usd:,.2f}"
         return f"{dollars} + {self.unpriced} unpriced" if self.unpriced else dollars
 
+    def waits(self) -> str:
+        """The rate-limit refusals waited out so far, in words ("" while there were none)."""
+        n = self.rate_limited
+        return f"{n} rate-limit wait{'s' if n != 1 else ''}" if n else ""
+
     def elapsed(self, now: float) -> float:
         return (self.finished_at or now) - self.started_at
 

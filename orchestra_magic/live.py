@@ -60,10 +60,6 @@ class Background:
     async def _run(self) -> None:
         async with prepared(self.spec, **self.options) as engine:
             self.engine, self.loop = engine, asyncio.get_running_loop()
-            # Sync python agents and tools run in the loop's default pool (`asyncio.to_thread`), which
-            # has cores + 4 threads: a run of 100 agents that each block on I/O would run 6 at a time.
-            self.loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
-                max(32, engine.concurrency + 4), thread_name_prefix="orchestra-agent"))
             self._ready.set()
             state = await engine.run()
         self.future.set_result(Run(engine.folder.path, state, background=self))

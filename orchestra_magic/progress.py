@@ -42,7 +42,7 @@ class CliProgress:
         counts = state.counts
         info = (f"{counts['running']} running, {counts['failed']} failed · "
                 f"{state.input_tokens + state.output_tokens:,} tokens" + (f" · {state.cost()}" if state.cost() else "")
-                + (f" · {state.rate_limited} rate-limit waits" if state.rate_limited else ""))
+                + (f" · {state.waits()}" if state.rate_limited else ""))
         self.progress.update(self._run_task, completed=state.finished, info=info)
         if isinstance(event, AgentFinished):
             agent = state.agents[event.agent]

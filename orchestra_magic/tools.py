@@ -14,7 +14,6 @@ While a tool runs, `workspace()` gives it its agent's own folder inside the run 
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import importlib.util
 import inspect
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .threads import in_thread
 
 if TYPE_CHECKING:
     from .providers.base import AgentRequest
@@ -71,7 +71,7 @@ class PythonTool:
         works there) so one slow tool never stalls the other agents."""
         if inspect.iscoroutinefunction(self.function):
             return await self.function(**arguments)
-        result = await asyncio.to_thread(self.function, **arguments)
+        result = await in_thread(self.function, **arguments)
         return await result if inspect.isawaitable(result) else result
 
 
@@ -200,7 +200,7 @@ def workspace_of(request: AgentRequest) -> str:
 @contextmanager
 def tool_context(request: AgentRequest) -> Iterator[None]:
     """Tools called inside this block run for `request`'s agent (a context variable, so each
-    agent's task, and the threads it starts with `asyncio.to_thread`, see their own)."""
+    agent's task, and the threads its sync tools run in, see their own)."""
     run_folder = Path(request.run_folder) if request.run_folder else None
     context = None if run_folder is None else ToolContext(request.agent, run_folder,
                                                            run_folder / workspace_of(request))

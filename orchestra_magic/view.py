@@ -146,7 +146,7 @@ def header_text(state: RunState, now: float, html_: bool = False) -> str:
               f"{c['pending']} pending" + (f" · {c['cancelled']} cancelled" if c["cancelled"] else ""))
     tokens = f"{state.input_tokens:,} in / {state.output_tokens:,} out tokens"
     tokens += f" · {state.cost()}" if state.cost() else ""
-    tokens += f" · {state.rate_limited} rate-limit waits" if state.rate_limited else ""
+    tokens += f" · {state.waits()}" if state.rate_limited else ""
     elapsed = f"{state.elapsed(now):.1f} s"
     if not html_:
         where = "" if state.executor.startswith("local") else f" · on {state.executor.split()[0]}"

@@ -153,6 +153,34 @@ def test_a_budget_counts_what_earlier_sessions_of_the_run_spent(tmp_path: Path) 
     assert again.state.cost_usd == pytest.approx(first.state.cost_usd)
 
 
+def test_an_agent_run_again_on_resume_adds_to_what_it_cost_before(tmp_path: Path) -> None:
+    """A worker billed for a failed attempt, then run again by a resume: both bills stay on record (its
+    row, the run's total, and so the budget), whether the resume reaches it or is stopped before."""
+    paid = om.Completion("", 1_000, 100, model="claude-sonnet-5-5")
+    one = cost_usd("claude-sonnet-5-5", 1_000, 100)
+    assert one is not None
+
+    def worker(request: om.AgentRequest) -> om.Completion:
+        if request.task.startswith("fail"):
+            error = om.AgentError("the tool loop gave up")
+            error.spent = paid  # what a tool loop that gave up was billed for
+            raise error
+        return paid
+
+    spec = {"domains": [{"name": "a", "coordinator": "c", "workers": [{"id": "w", "task": "fail"}]}]}
+    first = om.run(spec, provider=om.PythonProvider(worker), root=tmp_path)
+    assert first.agents.set_index("agent").loc["w", "cost_usd"] == pytest.approx(one)
+    spec["domains"][0]["workers"][0]["task"] = "fail again"
+    again = om.run(spec, provider=om.PythonProvider(worker), root=tmp_path, resume=first.run_id)
+    spec["domains"][0]["workers"][0]["task"] = "work"
+    done = om.run(spec, provider=om.PythonProvider(worker), root=tmp_path, resume=first.run_id)
+    for session, bills in ((again, 2), (done, 3)):
+        row = session.agents.set_index("agent").loc["w"]
+        assert row.cost_usd == pytest.approx(bills * one) and row.input_tokens == bills * 1_000
+        assert session.state.cost_usd == pytest.approx(bills * one)
+    assert om.load_run(done.path).state.cost_usd == pytest.approx(3 * one)
+
+
 def test_a_budget_holds_back_a_batch_until_it_knows_what_an_answer_costs(tmp_path: Path) -> None:
     spec = make_spec({"a": 20}, concurrency=2, mode="batch")
     probe = om.run(make_spec({"a": 20}, concurrency=2), provider="offline", root=tmp_path / "probe")

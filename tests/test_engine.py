@@ -302,6 +302,9 @@ def test_cancelling_a_run_leaves_a_folder_that_resumes_to_completion(tmp_path: P
     async def main() -> None:
         task = asyncio.create_task(om.arun(spec, provider=provider, root=root, **on.options))
         await calls.wait_for("a-3 hangs")
+        async with asyncio.timeout(30):  # a-1 is on record as done (on Dask its answer travels back first)
+            while not list(root.glob("*/workers/a-1.md")):  # noqa: ASYNC110 (a file, not an event)
+                await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -480,17 +483,37 @@ def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkey
     assert state.status == "cancelled" and "bug in the engine" in state.reason
 
 
-def test_sync_agents_get_a_thread_each_up_to_the_concurrency(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", ["run", "arun"])
+def test_sync_agents_get_a_thread_each_up_to_the_concurrency(tmp_path: Path, entry: str) -> None:
     # 40 blocking functions that can only all return together: more than Python's default pool
-    # (at most 32 threads) could hold at once, so the run needs a thread per agent in flight.
+    # (at most 32 threads, 6 on this machine) could hold at once, on `om.run`'s loop or the caller's.
     barrier = threading.Barrier(40, timeout=20)
 
     def worker(request: AgentRequest) -> str:
         barrier.wait()
         return "Done."
 
-    result = run(make_spec({"a": 40}, concurrency=40), tmp_path, LOCAL, PythonProvider(worker))
+    spec, provider = make_spec({"a": 40}, concurrency=40), PythonProvider(worker)
+    if entry == "run":
+        result = run(spec, tmp_path, LOCAL, provider)
+    else:
+        result = asyncio.run(om.arun(spec, provider=provider, root=tmp_path / "runs"))
     assert result.status == "done", result.agents.error.iloc[0]
+
+
+def test_a_sync_function_stuck_after_its_timeout_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    script = """
+import threading, orchestra_magic as om
+def stuck(request):
+    threading.Event().wait()  # never returns: Python cannot kill a thread
+run = om.run({"timeout": 0.2, "attempts": 1, "domains": [{"name": "a", "coordinator": "c",
+             "workers": [{"task": "t"}]}]}, provider=om.PythonProvider(stuck), root="runs")
+print(run.agents.status[0], run.agents.error[0])
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)  # with a pool's threads it would wait for `stuck` forever
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "failed gave up after 1 attempt; last error: no answer within the 0.2 s timeout\n"
 
 
 def test_the_run_reports_its_context_economy(tmp_path: Path, on: On) -> None:

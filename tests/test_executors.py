@@ -171,7 +171,7 @@ def test_a_call_that_runs_too_long_on_the_cluster_times_out_there(tmp_path: Path
     spec = make_spec({"a": 1}, timeout=0.3, attempts=1)
     run = om.run(spec, provider=PythonProvider(worker), root=tmp_path, client=threads_cluster)
     assert run.agents.set_index("agent").loc["a-1", "error"] == (
-        "gave up after 1 attempts; last error: no answer within the 0.3 s timeout")
+        "gave up after 1 attempt; last error: no answer within the 0.3 s timeout")
     assert log.lines() == ["the call was cancelled on the worker"]
 
 

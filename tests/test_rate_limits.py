@@ -116,7 +116,8 @@ def test_the_views_say_when_the_run_waits_on_rate_limits(tmp_path: Path) -> None
     run = om.run(make_spec({"a": 6}, concurrency=6), provider=om.OfflineProvider(rpm_limit=60, rpm_burst=2),
                  root=tmp_path, listeners=(lambda event, state: seen.append(state.rate_limited),))
     assert run.status == "done" and max(seen) >= 1
-    assert f"{max(seen)} rate-limit waits" in header_text(run.state, now=0)
+    waits = f"{max(seen)} rate-limit wait{'s' if max(seen) > 1 else ''}"
+    assert waits == run.state.waits() and waits in header_text(run.state, now=0)
 
 
 def test_a_failing_listener_does_not_leak_throttle_slots_and_hang_the_run(tmp_path: Path) -> None:

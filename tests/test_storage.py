@@ -24,7 +24,7 @@ from helpers import make_spec
 
 import orchestra_magic as om
 from orchestra_magic.events import AgentFinished, AgentStarted, RunState, event_from_dict
-from orchestra_magic.plan import initial_state
+from orchestra_magic.planning import initial_state
 from orchestra_magic.runfolder import RunFolder, find_run
 from orchestra_magic.spec import load_spec
 

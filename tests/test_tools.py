@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def test_more_tool_turns_than_allowed_fail_the_agent_clearly(tmp_path: Path) -> 
     failed = run_against(fake, tmp_path, spec, tools=tools)
     assert failed.status == "failed"
     error = failed.agents.set_index("agent").loc["a-1", "error"]
-    assert "used all 1 tool turns (max_tool_turns)" in error and "it asked for second_step" in error
+    assert "used all 1 tool turn (max_tool_turns)" in error and "it asked for second_step" in error
     assert "roles.worker.max_tool_turns" in error and "input and" in error
     # The turns it did were billed: the run's cost (and so its budget) counts them.
     turns = fake.answers  # both the worker's (the coordinator did not run: all of its workers failed)
@@ -182,6 +183,7 @@ def test_more_tool_turns_than_allowed_fail_the_agent_clearly(tmp_path: Path) -> 
     assert worker.input_tokens == sum(a["usage"]["input_tokens"] for a in turns) > 0
     assert worker.cost_usd == pytest.approx(cost_of(turns)) and worker.cost_usd > 0
     assert failed.state.cost_usd == pytest.approx(worker.cost_usd)
+    assert worker.tool_calls == 1  # first_step ran before the loop gave up
     enough = run_against(FakeMessagesAPI(), tmp_path, worker_spec(["first_step", "second_step"], max_tool_turns=2),
                          tools=tools)
     assert enough.status == "done" and enough.agents.set_index("agent").loc["a-1", "tool_calls"] == 2
@@ -200,6 +202,48 @@ def test_a_tool_loop_retried_after_a_refusal_is_billed_for_both_attempts(tmp_pat
     assert worker.output_tokens == sum(a["usage"]["output_tokens"] for a in worker_answers)
     assert worker.cost_usd == pytest.approx(cost_of(worker_answers))
     assert run.state.cost_usd == pytest.approx(cost_of(fake.answers))
+
+
+def test_each_turn_of_a_tool_loop_is_priced_as_its_own_request(tmp_path: Path) -> None:
+    # Haiku 5.5 charges more for a request over 100,000 prompt tokens. Two turns of ~56,000 are two
+    # requests under the line: their sum being over it must not put the agent on the higher rates.
+    spec = worker_spec(["lookup_price"], model="claude-haiku-5-5")
+    spec["context"] = "Background to keep in mind. " * 8_000  # ~56,000 tokens in every request
+    fake = FakeMessagesAPI()
+    run = run_against(fake, tmp_path, spec, tools=[lookup_price])
+    worker_answers = fake.answers[:2]
+    prompts = [a["usage"]["input_tokens"] + (a["usage"].get("cache_creation_input_tokens") or 0)
+               + (a["usage"].get("cache_read_input_tokens") or 0) for a in worker_answers]
+    assert all(50_000 < p < 100_000 for p in prompts) and sum(prompts) > 100_000
+    worker = run.agents.set_index("agent").loc["a-1"]
+    assert worker.cost_usd == pytest.approx(cost_of(worker_answers))
+
+
+@pytest.mark.parametrize("ending", ["stop", "timeout"])
+def test_a_tool_loop_cut_off_keeps_what_its_turns_cost(tmp_path: Path, ending: str) -> None:
+    waiting, fakes = threading.Event(), list[FakeMessagesAPI]()
+    provider = om.OfflineProvider()
+
+    async def never_returns(query: str) -> str:
+        """Wait for something that never comes."""
+        fakes.append(provider.server)  # the provider lets go of its fake when the run ends
+        waiting.set()
+        await asyncio.Event().wait()
+        return "unreachable"
+
+    spec = worker_spec(["never_returns"], model="claude-haiku-5-5")
+    if ending == "timeout":
+        spec.update(timeout=2, attempts=1)  # the first turn is answered in milliseconds; the tool never is
+    run = om.start(spec, provider=provider, root=tmp_path, tools=[never_returns])
+    assert waiting.wait(30)  # the first turn was answered, and billed; the loop now waits in the tool
+    if ending == "stop":
+        run.stop()
+    run.wait()
+    (first_turn,) = fakes[0].answers
+    worker = run.agents.set_index("agent").loc["a-1"]
+    assert worker.status == ("cancelled" if ending == "stop" else "failed")
+    assert worker.input_tokens == first_turn["usage"]["input_tokens"] > 0
+    assert worker.cost_usd == pytest.approx(cost_of([first_turn])) and run.state.cost_usd == worker.cost_usd
 
 
 def test_a_tool_loop_tells_the_throttle_what_the_rate_limit_headers_said() -> None:

@@ -64,6 +64,7 @@ class Completion:
     rate_limit: RateLimit | None = None  # what the answer's rate-limit headers said, when it had them
     tool_calls: int = 0  # Python tool calls the provider ran for this agent
     server_tool_calls: int = 0  # server tool uses (web searches, fetches, code runs), billed by the API
+    turns: tuple[Completion, ...] = ()  # a tool loop's Messages calls, each priced on its own
 
 
 class Provider(abc.ABC):

@@ -6,10 +6,10 @@ progress, resume and results as LLM runs. Sync callables run in a thread so the 
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
+from ..threads import in_thread
 from .base import AgentRequest, Completion, Provider
 
 AgentFunction = Callable[[AgentRequest], "str | Completion | Awaitable[str | Completion]"]
@@ -47,7 +47,7 @@ class PythonProvider(Provider):
         if inspect.iscoroutinefunction(function):
             result = await function(request)
         else:
-            result = await asyncio.to_thread(function, request)
+            result = await in_thread(function, request)
             if inspect.isawaitable(result):
                 result = await result
         return result if isinstance(result, Completion) else Completion(text=str(result))

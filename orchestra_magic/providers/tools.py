@@ -9,8 +9,9 @@ with our own error mapping, a hard bound on turns, and usage summed over every t
 - anything else ends the agent. Its text is the final turn's text blocks (with the text of the
   paused segments of that same turn before it); server tool blocks pass through untouched.
 A tool turn past `max_tool_turns` fails the agent rather than producing an answer the model never got
-to finish. However the loop fails, the error carries the tokens its turns were billed for (`spent`), so
-the run's cost and budget count them.
+to finish. However the loop ends early (it fails, times out or is stopped), the exception carries the
+calls its turns were billed for (`spent`), so the run's cost and budget count them; each call is
+priced on its own (`Completion.turns`), as the API bills them.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
 from anthropic.types import Message, ToolUseBlock
 
-from ..errors import AgentError
+from ..errors import AgentError, leave_spent
 from ..throttle import RateLimit
 from ..tools import server_tool, tool_context
 from .base import AgentRequest, Completion
@@ -48,20 +49,26 @@ class _Tally:
     turns: int = 0
     model: str = ""
     rate_limit: RateLimit | None = None
+    calls: list[Completion] = field(default_factory=list)  # each call's usage: priced one by one
 
     def add(self, message: Message, rate_limit: RateLimit | None) -> None:
         usage = message.usage
+        call = Completion("", usage.input_tokens, usage.output_tokens, message.model,
+                          cache_write_tokens=usage.cache_creation_input_tokens or 0,
+                          cache_read_tokens=usage.cache_read_input_tokens or 0)
+        self.calls.append(call)
         self.model, self.rate_limit = message.model, rate_limit or self.rate_limit
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.cache_write_tokens += usage.cache_creation_input_tokens or 0
-        self.cache_read_tokens += usage.cache_read_input_tokens or 0
+        self.input_tokens += call.input_tokens
+        self.output_tokens += call.output_tokens
+        self.cache_write_tokens += call.cache_write_tokens
+        self.cache_read_tokens += call.cache_read_tokens
         self.server_tool_calls += sum(block.type == "server_tool_use" for block in message.content)
 
     def completion(self, text: str = "", stop_reason: str = "") -> Completion:
         return Completion(text, self.input_tokens, self.output_tokens, self.model, stop_reason,
                           self.cache_write_tokens, self.cache_read_tokens, rate_limit=self.rate_limit,
-                          tool_calls=self.tool_calls, server_tool_calls=self.server_tool_calls)
+                          tool_calls=self.tool_calls, server_tool_calls=self.server_tool_calls,
+                          turns=tuple(self.calls))
 
 
 def definitions(request: AgentRequest) -> list[dict[str, Any]]:
@@ -75,9 +82,9 @@ async def complete_with_tools(turn: Turn, request: AgentRequest, params: dict[st
     tally = _Tally()
     try:
         return await _loop(turn, request, params, tally)
-    except AgentError as exc:
-        if tally.model:  # at least one turn was answered, and billed
-            exc.spent = tally.completion()
+    except (AgentError, asyncio.CancelledError) as exc:  # failed, timed out or stopped
+        if tally.calls:  # at least one turn was answered, and billed
+            leave_spent(exc, tally.completion())
         raise
 
 
@@ -152,6 +159,7 @@ def error_text(exc: Exception) -> str:
 
 def _over_limit(request: AgentRequest, tally: _Tally, wanted: list[str]) -> str:
     asked = f"it asked for {', '.join(wanted)}" if wanted else "its turn was still paused"
-    return (f"used all {request.max_tool_turns} tool turns (max_tool_turns) and still wanted more: {asked}. "
+    turns = f"{request.max_tool_turns} tool turn{'s' if request.max_tool_turns > 1 else ''}"
+    return (f"used all {turns} (max_tool_turns) and still wanted more: {asked}. "
             f"Raise max_tool_turns for the {request.role}s (roles.{request.role}.max_tool_turns) or narrow "
             f"the task. Spent {tally.input_tokens:,} input and {tally.output_tokens:,} output tokens")
