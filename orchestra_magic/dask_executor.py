@@ -25,12 +25,15 @@ import asyncio
 import math
 import secrets
 import urllib.request
-from collections.abc import Awaitable
-from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from typing import Any, cast
 
+import dask.config
 import distributed
+from dask.utils import parse_timedelta
 from distributed.client import FutureCancelledError
+from distributed.deploy.cluster import Cluster
 from distributed.deploy.utils import nprocesses_nthreads
 
 from .errors import AgentError, ConfigError, TransientAgentError, leave_spent, spent_on
@@ -79,26 +82,35 @@ class DaskExecutor(Executor):
         self._where = f"{scheduler.address}, {len(workers)} workers, {threads} threads"
 
     async def _connect(self) -> distributed.Client:
-        if self.user_client is not None and self.user_client.asynchronous:
-            return self.user_client  # already on this loop: use it as it is
+        address: Any
         security = None
-        if self.user_client is not None:
+        if isinstance(self.user_client, Cluster):  # a cluster given where a client goes: connect to it
+            address, security = self.user_client.scheduler_address, self.user_client.security
+        elif self.user_client is not None and self.user_client.asynchronous:
+            return self.user_client  # already on this loop: use it as it is
+        elif self.user_client is not None:
             if self.user_client.scheduler is None or self.user_client.status != "running":
                 raise ConfigError("the Dask client given is not connected to a scheduler (was it closed?)")
-            address: Any = self.user_client.scheduler.address
+            address = self.user_client.scheduler.address
             security = self.user_client.security
         elif self.scheduler:
             address = self.scheduler
         else:
             address = self._cluster = await self._local_cluster()
         client = distributed.Client(address, asynchronous=True, set_as_default=False, security=security)
+        # Bounded as a whole: something else listening there (a dashboard's port, a web server) answers
+        # the connection but never the handshake, and would otherwise be waited for forever.
+        limit = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect")) + 5
         try:
-            await client
-        except (OSError, ValueError) as exc:  # refused, timed out, or not an address
+            await asyncio.wait_for(_connected(client), limit)
+        except Exception as exc:  # refused, timed out, not an address, or not a Dask scheduler at all
             with suppress(Exception):
                 await client.close()  # else its finaliser complains about coroutines never awaited
-            raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc}). Check the address "
-                              "(e.g. tcp://10.0.0.5:8786) and that the scheduler is running.") from None
+            timed_out = isinstance(exc, TimeoutError) and not str(exc)
+            why = f"no answer to the Dask handshake within {limit:g} s" if timed_out else f"{exc}"
+            raise ConfigError(f"cannot reach the Dask scheduler at {address} ({why}). Check the address "
+                              "(the scheduler's port, e.g. tcp://10.0.0.5:8786, not its dashboard's) and that "
+                              "the scheduler is running.") from None
         self._owns_client = True
         return client
 
@@ -126,7 +138,7 @@ class DaskExecutor(Executor):
         cluster's cap or for a free worker thread is not the API being slow."""
         assert self.client is not None, "DaskExecutor.start was not called"
         key = f"{request.role}-{run_id}-{request.agent}-{attempt}-{self._session}"
-        cap: AbstractAsyncContextManager[Any] = self._semaphore or nullcontext()
+        cap: AbstractAsyncContextManager[Any] = _leased(self._semaphore) if self._semaphore else nullcontext()
         async with cap:
             future = self.client.submit(run_on_worker, key, self._session, self._shipped, request, timeout,
                                         key=key, pure=False, retries=0)
@@ -180,6 +192,38 @@ def _fetch(link: str) -> None:
 # ---- on the worker ---------------------------------------------------------------------------------
 
 _STARTED: dict[tuple[str, int], asyncio.Task[Provider]] = {}  # (session, loop) -> the started provider
+
+
+_RELEASING: set[asyncio.Future[Any]] = set()  # releases of leases granted after their agent gave up
+
+
+@asynccontextmanager
+async def _leased(semaphore: distributed.Semaphore) -> AsyncIterator[None]:
+    """One slot of the cluster-wide cap. distributed does not withdraw an acquire cancelled while it
+    waits (a Stop): the scheduler grants it later, and the slot stays taken until its lease times out,
+    stalling every run on the cluster. So a cancelled acquire is left to finish and released at once."""
+    acquiring = asyncio.ensure_future(semaphore.acquire())
+    try:
+        await asyncio.shield(acquiring)
+    except asyncio.CancelledError:
+        acquiring.add_done_callback(lambda done: _give_back(semaphore, done))
+        raise
+    try:
+        yield
+    finally:
+        await semaphore.release()
+
+
+def _give_back(semaphore: distributed.Semaphore, acquired: asyncio.Future[Any]) -> None:
+    if acquired.cancelled() or acquired.exception() is not None or not acquired.result():
+        return
+    release = asyncio.ensure_future(semaphore.release())
+    _RELEASING.add(release)
+    release.add_done_callback(_RELEASING.discard)
+
+
+async def _connected(client: distributed.Client) -> None:
+    await client
 
 
 async def run_on_worker(key: str, session: str, provider: Provider, request: AgentRequest,

@@ -88,6 +88,26 @@ def test_an_unreachable_scheduler_is_refused_before_anything_is_written(tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+def test_something_other_than_a_scheduler_at_the_address_is_refused_not_waited_for(tmp_path: Path) -> None:
+    # A server that accepts the connection and never answers the handshake (a dashboard's port, a web
+    # server): the connect timeout alone does not cover it, so the whole connection is bounded.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
+                pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+            om.run(make_spec({"a": 1}), provider=PythonProvider(echo), root=tmp_path / "runs",
+                   scheduler=f"tcp://127.0.0.1:{port}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_cluster_can_be_given_where_a_client_goes(tmp_path: Path, threads_cluster: Any) -> None:
+    cluster = threads_cluster.cluster  # a LocalCluster, not a Client
+    run = om.run(make_spec({"a": 2}), provider=PythonProvider(echo), root=tmp_path, client=cluster)
+    assert run.status == "done" and run.state.executor.startswith("dask")
+
+
 def test_the_spec_alone_can_send_a_run_to_a_cluster(tmp_path: Path, threads_cluster: Any) -> None:
     address = threads_cluster.scheduler.address
     result = om.run(make_spec({"a": 2}, scheduler=address), provider=PythonProvider(echo), root=tmp_path)
@@ -138,6 +158,33 @@ def test_a_cluster_wide_cap_holds_across_runs(tmp_path: Path, threads_cluster: A
     with pytest.raises(ConfigError, match="already caps orchestra_magic runs at a different number"):
         om.run(make_spec({"z": 1}, cluster_concurrency=3), provider=PythonProvider(worker), root=tmp_path,
                client=threads_cluster)
+
+
+def test_a_stop_gives_back_the_slots_its_agents_were_waiting_for(tmp_path: Path, threads_cluster: Any) -> None:
+    """distributed does not withdraw a cancelled wait for a lease: it grants it later, and unless that lease
+    is given back at once, the slot stays taken for every run on the cluster until the lease times out."""
+    log = Log(tmp_path / "log")
+
+    async def worker(request: AgentRequest) -> str:
+        import asyncio
+
+        log.add(request.agent)
+        await asyncio.sleep(3600)
+        return "Done."
+
+    run = om.start(make_spec({"a": 6}, concurrency=6, cluster_concurrency=2), provider=PythonProvider(worker),
+                   root=tmp_path, client=threads_cluster)
+    log.wait_until(lambda lines: len(lines) == 2, "two agents holding the cluster's two slots")
+    run.stop()
+    assert run.wait().status == "cancelled"
+
+    def leases(dask_scheduler: Any) -> int:
+        return len(dask_scheduler.extensions["semaphores"].leases["orchestra_magic"])
+
+    deadline = time.monotonic() + 10  # the scheduler's lease timeout is 30 s: held leases would still be there
+    while (held := threads_cluster.run_on_scheduler(leases)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held == 0 and len(log.lines()) == 2  # and none of the four that waited ever ran
 
 
 def test_waiting_for_the_cluster_wide_cap_is_not_counted_against_the_timeout(tmp_path: Path,
