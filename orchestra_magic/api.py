@@ -38,6 +38,10 @@ class RunOptions:
     executor: str | Executor | None = None  # None: the spec's `executor`, else local (dask with a scheduler)
     scheduler: str | None = None  # a Dask scheduler address; None: the spec's `scheduler`
     client: Any = None  # an existing `distributed.Client` to run on (Python only)
+    # ORCHESTRA_EXECUTOR / ORCHESTRA_SCHEDULER: below the options (an explicit `executor="local"` beats an
+    # environment's scheduler), above the spec
+    env_executor: str | None = None
+    env_scheduler: str | None = None
 
     @classmethod
     def resolve(
@@ -53,9 +57,11 @@ class RunOptions:
             provider=provider or env.get("ORCHESTRA_PROVIDER") or DEFAULT_PROVIDER,
             root=str(root or env.get("ORCHESTRA_ROOT") or DEFAULT_ROOT),
             concurrency=chosen_concurrency,
-            executor=executor or env.get("ORCHESTRA_EXECUTOR") or None,
-            scheduler=scheduler or env.get("ORCHESTRA_SCHEDULER") or None,
+            executor=executor or None,
+            scheduler=scheduler or None,
             client=client,
+            env_executor=env.get("ORCHESTRA_EXECUTOR") or None,
+            env_scheduler=env.get("ORCHESTRA_SCHEDULER") or None,
         )
 
 
@@ -100,7 +106,8 @@ async def prepared(
                           f"{options.root} is a URL; use a local or mounted root, or drop them from `tools:`")
     backend = make_provider(options.provider)
     runner = make_executor(options.executor, loaded, scheduler=options.scheduler, client=options.client,
-                           concurrency=options.concurrency)
+                           concurrency=options.concurrency,
+                           environment=(options.env_executor, options.env_scheduler))
     folder = _resume_folder(options.root, resume) if resume else None
     if folder:
         folder.lock()  # before reading: the state must not change under us

@@ -59,16 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser("fake-api", help="serve the local fake Anthropic Messages API (foreground)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8765)
-    fake.add_argument("--latency-ms", type=float, default=0.0)
-    fake.add_argument("--error-rate", type=float, default=0.0)
+    fake.add_argument("--latency-ms", type=_milliseconds, default=0.0)
+    fake.add_argument("--error-rate", type=_share, default=0.0, help="share of requests answered 429, 529 or 500")
     fake.add_argument("--seed", type=int, default=0)
-    fake.add_argument("--cut-rate", type=float, default=0.0, help="share of streams cut off halfway")
-    fake.add_argument("--stall-rate", type=float, default=0.0, help="share of answers that stall")
-    fake.add_argument("--stall-ms", type=float, default=5000.0, help="how long a stalled answer waits")
-    fake.add_argument("--rpm", type=int, default=None, help="enforce a requests-per-minute limit (429s past it)")
-    fake.add_argument("--rpm-burst", type=int, default=None, help="requests the limit lets through at once "
-                      "(default: a tenth of --rpm)")
-    fake.add_argument("--batch-ms", type=float, default=0.0, help="how long a message batch takes to process")
+    fake.add_argument("--cut-rate", type=_share, default=0.0, help="share of streams cut off halfway")
+    fake.add_argument("--stall-rate", type=_share, default=0.0, help="share of answers that stall")
+    fake.add_argument("--stall-ms", type=_milliseconds, default=5000.0, help="how long a stalled answer waits")
+    fake.add_argument("--rpm", type=_at_least_one, default=None,
+                      help="enforce a requests-per-minute limit (429s past it)")
+    fake.add_argument("--rpm-burst", type=_at_least_one, default=None, help="requests the limit lets through "
+                      "at once (default: a tenth of --rpm)")
+    fake.add_argument("--batch-ms", type=_milliseconds, default=0.0, help="how long a message batch takes to process")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -105,11 +106,18 @@ def _run(args: argparse.Namespace) -> int:
                          tools=tools, executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt:
         if progress.run_id:
-            print(f"\nStopped. Finished agents are kept; continue with:\n  orchestra run {args.spec} "
-                  f"--resume {progress.run_id}" + (f" --root {args.root}" if args.root else ""), file=sys.stderr)
+            print(f"\nStopped. Finished agents are kept; continue with:\n  {_resume_command(args, progress.run_id)}",
+                  file=sys.stderr)
         raise
     print_run(result, _console(stderr=False))
+    if result.status != "done":  # failed, or stopped (by a budget): say how to go on
+        print(f"Finished agents are kept; to run the others again: {_resume_command(args, result.run_id)}",
+              file=sys.stderr)
     return 0 if result.status == "done" else 1
+
+
+def _resume_command(args: argparse.Namespace, run_id: str) -> str:
+    return f"orchestra run {args.spec} --resume {run_id}" + (f" --root {args.root}" if args.root else "")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -120,9 +128,33 @@ def _show(args: argparse.Namespace) -> int:
     return 0 if result.status == "done" else 1
 
 
+def _share(text: str) -> float:
+    """A fraction of requests, 0 to 1 (argparse turns the ValueError into one line and exit 2)."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share of requests goes from 0 to 1, got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a time cannot be negative, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def _fake_api(args: argparse.Namespace) -> int:
     from .fakeapi import serve
 
+    if args.rpm_burst is not None and args.rpm is None:
+        raise UsageError("--rpm-burst shapes the limit --rpm sets: give --rpm too")
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
           rpm_burst=args.rpm_burst, batch_ms=args.batch_ms)

@@ -35,6 +35,7 @@ from dask.utils import parse_timedelta
 from distributed.client import FutureCancelledError
 from distributed.deploy.cluster import Cluster
 from distributed.deploy.utils import nprocesses_nthreads
+from distributed.protocol.pickle import dumps
 
 from .errors import AgentError, ConfigError, TransientAgentError, leave_spent, spent_on
 from .executors import Executor
@@ -69,6 +70,7 @@ class DaskExecutor(Executor):
     async def start(self, provider: Provider) -> None:
         self._session = secrets.token_hex(4)
         self._shipped = provider.for_workers()
+        _check_picklable(self._shipped)  # once, here, rather than failing every agent on the cluster
         self.client = await self._connect()
         if self.cluster_concurrency:
             self._semaphore = await self._cluster_cap(self.cluster_concurrency)
@@ -192,6 +194,15 @@ def _fetch(link: str) -> None:
 # ---- on the worker ---------------------------------------------------------------------------------
 
 _STARTED: dict[tuple[str, int], asyncio.Task[Provider]] = {}  # (session, loop) -> the started provider
+
+
+def _check_picklable(provider: Provider) -> None:
+    try:
+        dumps(provider)
+    except Exception as exc:
+        raise ConfigError(f"the {provider.name} provider cannot be sent to the Dask workers ({exc}). Its "
+                          "functions, and what they use from outside (globals, closures), must pickle: make "
+                          "locks, clients and open files inside the function instead") from None
 
 
 _RELEASING: set[asyncio.Future[Any]] = set()  # releases of leases granted after their agent gave up

@@ -31,7 +31,7 @@ from .events import (
 )
 from .executors import Executor, LocalExecutor
 from .planning import AgentPlan, initial_state, input_hash, plan_agents, render_request
-from .pricing import cost_usd
+from .pricing import cost_usd, dollars
 from .prompts import Prompts, extract_summary, worker_note
 from .providers.base import AgentRequest, Completion, Provider, WorkerResult
 from .runfolder import SPEC, RunFolder
@@ -186,7 +186,7 @@ class Engine:
         likely = spent + len(self._running) * (self._spent / self._priced if self._priced else 0.0)
         if likely < budget:
             return False
-        self._stopping = (f"the budget of ${budget:,.2f} was reached (${spent:,.4f} spent, "
+        self._stopping = (f"the budget of {dollars(budget)} was reached ({dollars(spent)} spent, "
                           f"{len(self._running)} agents still finishing); raise budget_usd and resume to go on")
         return True
 

@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .pricing import dollars
+
 Status = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 Role = Literal["worker", "coordinator"]
 RunStatus = Literal["running", "done", "failed", "cancelled"]
@@ -216,8 +218,8 @@ class RunState:
         agents whose model has no known price are counted, never shown as $0."""
         if not self.cost_usd:
             return f"cost unknown ({self.unpriced} agents unpriced)" if self.unpriced else ""
-        dollars = f"${self.cost_usd:,.4f}" if self.cost_usd < 1 else f"${self.cost_usd:,.2f}"
-        return f"{dollars} + {self.unpriced} unpriced" if self.unpriced else dollars
+        spent = dollars(self.cost_usd)
+        return f"{spent} + {self.unpriced} unpriced" if self.unpriced else spent
 
     def waits(self) -> str:
         """The rate-limit refusals waited out so far, in words ("" while there were none)."""

@@ -73,17 +73,20 @@ class LocalExecutor(Executor):
 
 
 def make_executor(executor: str | Executor | None, spec: Spec, *, scheduler: str | None = None,
-                  client: Any = None, concurrency: int | None = None) -> Executor:
-    """The executor for a run. Options (argument or environment) win over the spec's keys; a scheduler
-    address or a `distributed.Client` alone already means dask, so going from a laptop to a cluster is
-    one line: `scheduler: tcp://…` in the spec, `--scheduler` on the command line, or `client=`."""
+                  client: Any = None, concurrency: int | None = None,
+                  environment: tuple[str | None, str | None] = (None, None)) -> Executor:
+    """The executor for a run. Options win over the `environment`'s executor and scheduler, which win
+    over the spec's keys; at each level a scheduler address (or a `distributed.Client`) alone already
+    means dask, so going from a laptop to a cluster is one line: `scheduler: tcp://…` in the spec,
+    `--scheduler` on the command line, or `client=`."""
     if isinstance(executor, Executor):
         return executor
-    explicit_scheduler = scheduler
-    scheduler = scheduler or spec.scheduler
-    name = executor or spec.executor or ("dask" if scheduler or client is not None else "local")
+    env_executor, env_scheduler = environment
+    name = (executor or ("dask" if scheduler or client is not None else None)
+            or env_executor or ("dask" if env_scheduler else None)
+            or spec.executor or ("dask" if spec.scheduler else "local"))
     if name == "local":
-        if explicit_scheduler or client is not None:
+        if scheduler or client is not None:
             raise ConfigError("a Dask scheduler or client was given but the executor is 'local'; "
                               "use executor 'dask' (or drop the scheduler) to choose where agents run")
         return LocalExecutor()
@@ -93,6 +96,7 @@ def make_executor(executor: str | Executor | None, spec: Spec, *, scheduler: str
         except ImportError as exc:
             raise ConfigError(f"the dask executor needs the 'distributed' package ({exc.msg}); "
                               'install it with: pip install "orchestra_magic[dask]"') from None
-        return DaskExecutor(scheduler=scheduler, client=client, cluster_concurrency=spec.cluster_concurrency,
+        return DaskExecutor(scheduler=scheduler or env_scheduler or spec.scheduler, client=client,
+                            cluster_concurrency=spec.cluster_concurrency,
                             threads=concurrency or spec.concurrency)
     raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -69,3 +69,8 @@ def cost_usd(model: str, input_tokens: int, output_tokens: int, cache_write_toke
     total = (input_tokens * price.input + output_tokens * price.output
              + cache_write_tokens * price.cache_write + cache_read_tokens * price.cache_read) / 1e6
     return total * (BATCH_DISCOUNT if batch else 1.0)
+
+
+def dollars(amount: float) -> str:
+    """An amount as people read it: cents matter below a dollar, so four places there, two above."""
+    return f"${amount:,.4f}" if abs(amount) < 1 else f"${amount:,.2f}"

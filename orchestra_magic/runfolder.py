@@ -320,6 +320,8 @@ def find_run(root: str | os.PathLike[str], run: str | os.PathLike[str]) -> RunFo
     if is_url(run):
         return RunFolder.open(run)
     name = os.fspath(run)
+    if URL_PREFIX.match(name):  # a file:// URL: a local run folder
+        return RunFolder.open(local_path(name))
     if is_url(root):
         candidate = RunFolder(join(str(root), name))
         if candidate.exists(MANIFEST) or not Path(name).exists():

@@ -256,7 +256,7 @@ def _describe(err: Any) -> str:
         got = "nothing" if value is None else "a list" if isinstance(value, list) else repr(value)
         return f"should be {shape}, got {got}"
     message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] in ("literal_error", "value_error") or isinstance(err.get("input"), dict | list):
+    if err["type"] == "value_error" or isinstance(err.get("input"), dict | list):
         return message
     return f"{message} (got {err['input']!r})"
 

@@ -49,7 +49,11 @@ _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem for `url` and the path inside it. Missing packages and unknown protocols
     are a `ConfigError` that says what to install."""
-    protocol = URL_PREFIX.match(url).group(1).lower()  # type: ignore[union-attr]  # only URLs come here
+    match = URL_PREFIX.match(url)
+    if match is None or not url[match.end():].strip("/"):  # `memory://` alone: a root needs a place
+        raise ConfigError(f"{url!r} names no place for run folders: add a path after the protocol, "
+                          "e.g. memory://runs or s3://my-bucket/runs")
+    protocol = match.group(1).lower()
     try:
         from fsspec.core import url_to_fs
     except ImportError:
@@ -91,8 +95,8 @@ class RemoteStore:
     WRITERS = 32  # threads putting outputs at once: object stores take many parallel puts
 
     def __init__(self, url: str, *, fresh: bool = False) -> None:
+        self.fs, self.base = filesystem(url)
         self.location = url.rstrip("/")
-        self.fs, self.base = filesystem(self.location)
         self._lines: list[str] = []  # the journal since the last snapshot
         self._stored: int | None = 0 if fresh else None  # how many of them the store holds; None: not read yet
         self._turn = threading.Condition()  # guards the counters below and hands the journal put over

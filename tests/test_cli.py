@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import fake_api, first_output
 
+from orchestra_magic.cli import main
+
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
 
@@ -91,6 +93,8 @@ def test_failed_agents_make_the_exit_code_1(tmp_path: Path) -> None:
         result = orchestra("run", str(spec), cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert "7 agents: 7 failed" in result.stdout  # the coordinator too: it had nothing to read
+    (folder,) = (tmp_path / "orchestration").iterdir()
+    assert f"to run the others again: orchestra run {spec} --resume {folder.name}" in result.stderr
 
 
 def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
@@ -111,6 +115,22 @@ def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
         resumed = orchestra("run", str(spec), "--resume", folder.name, cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "skipped" in resumed.stdout and "21 agents" in resumed.stdout
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--rpm", "-5"], "argument --rpm: must be at least 1, got -5"),
+    (["--rpm", "0"], "argument --rpm: must be at least 1, got 0"),
+    (["--error-rate", "1.5"], "argument --error-rate: a share of requests goes from 0 to 1, got 1.5"),
+    (["--latency-ms", "-1"], "argument --latency-ms: a time cannot be negative, got -1"),
+    (["--rpm-burst", "3"], "--rpm-burst shapes the limit --rpm sets: give --rpm too"),
+])
+def test_bad_fake_api_flags_are_one_line_and_exit_2(flags: list[str], message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(["fake-api", *flags])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = int(exit_.code or 0)
+    assert code == 2 and message in capsys.readouterr().err
 
 
 def test_vars_reach_the_spec_as_yaml_values(tmp_path: Path) -> None:

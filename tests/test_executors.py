@@ -44,6 +44,9 @@ def scheduler_keys(client: Any, run_id: str) -> set[str]:
         ({"executor": "dask"}, {}, "dask"),
         ({"executor": "dask", "scheduler": "tcp://10.0.0.5:8786"}, {"executor": "local"}, "local"),  # option wins
         ({}, {"scheduler": "tcp://10.0.0.5:8786"}, "dask"),
+        ({}, {"environment": (None, "tcp://10.0.0.5:8786")}, "dask"),  # ORCHESTRA_SCHEDULER alone
+        ({}, {"executor": "local", "environment": (None, "tcp://10.0.0.5:8786")}, "local"),  # the option wins
+        ({"scheduler": "tcp://10.0.0.5:8786"}, {"environment": ("local", None)}, "local"),  # env over the spec
     ],
 )
 def test_the_executor_comes_from_options_then_the_spec(spec_keys: dict[str, Any], options: dict[str, Any],
@@ -99,6 +102,21 @@ def test_something_other_than_a_scheduler_at_the_address_is_refused_not_waited_f
                 pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
             om.run(make_spec({"a": 1}), provider=PythonProvider(echo), root=tmp_path / "runs",
                    scheduler=f"tcp://127.0.0.1:{port}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_python_function_that_cannot_travel_to_the_cluster_is_refused_before_the_run(
+        tmp_path: Path, threads_cluster: Any) -> None:
+    import threading
+
+    lock = threading.Lock()
+
+    def locked(request: AgentRequest) -> str:
+        with lock:
+            return "Done."
+
+    with pytest.raises(ConfigError, match=r"python provider cannot be sent to the Dask workers \(.*lock"):
+        om.run(make_spec({"a": 1}), provider=PythonProvider(locked), root=tmp_path / "runs", client=threads_cluster)
     assert not (tmp_path / "runs").exists()
 
 

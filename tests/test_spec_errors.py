@@ -38,6 +38,8 @@ BAD_SPECS = [
     pytest.param(OK_DOMAIN.replace("- task: t", "- {id: w, task: t}\n      - {id: w, task: u}"),
                  "domains[0].workers[1].id", 6, "worker id 'w' is used twice", id="dup-worker"),
     pytest.param(worker_yaml("task: '  '"), "domains[0].workers[0].task", 5, "must not be empty", id="blank-task"),
+    pytest.param("mode: bach\n" + OK_DOMAIN, "mode", 1, "should be 'messages' or 'batch' (got 'bach')",
+                 id="bad-choice"),
     pytest.param("concurrency: 0\n" + OK_DOMAIN, "concurrency", 1, "greater than or equal to 1", id="concurrency-0"),
     pytest.param("concurrency: 5000\n" + OK_DOMAIN, "concurrency", 1, "less than or equal to 1000",
                  id="concurrency-5000"),

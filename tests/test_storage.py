@@ -319,6 +319,16 @@ def test_a_file_url_root_is_a_local_folder(tmp_path: Path) -> None:
     assert om.load_run(f"file://{result.path}").summaries.equals(result.summaries)
     assert om.list_runs(f"file://{tmp_path}/runs").run_id.tolist() == [result.run_id]
     assert run(f"file://{tmp_path}/runs", resume=result.run_id).state.counts["skipped"] == 7
+    resumed = run("memory://elsewhere/runs", resume=f"file://{result.path}")  # a run folder as a file:// URL
+    assert resumed.path == result.path and resumed.state.counts["skipped"] == 7
+
+
+@pytest.mark.parametrize("url", ["memory://", "s3://", "memory:///"])
+def test_a_url_root_with_no_path_is_a_clear_error(url: str) -> None:
+    with pytest.raises(om.ConfigError, match=f"{url!r} names no place for run folders: add a path"):
+        run(url)
+    with pytest.raises(om.ConfigError, match="names no place for run folders"):
+        om.load_run(url)
 
 
 @pytest.mark.skipif(bool(__import__("importlib.util").util.find_spec("s3fs")), reason="s3fs is installed")
