@@ -43,6 +43,9 @@ URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memo
 LOCAL_PROTOCOLS = ("file", "local")
 
 
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # what `write_atomic` writes before its rename
+
+
 def write_atomic(path: Path, text: str | Iterable[str]) -> None:
     """Write `text` (or its pieces, in order) to `path` so that the file appears whole or not at all."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -163,6 +166,17 @@ class LocalStore:
                 f"run {run_id} is in use by another run (it holds {self.location / LOCK}); "
                 "wait for it to finish or stop it, then resume"
             ) from None
+
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove the temporary files of writes a killed run never finished (it died between write and
+        rename). With the lock held, no live writer owns them."""
+        for folder in (self.location, self.location / "workers", self.location / "synthesis"):
+            for path in folder.glob(".*.tmp"):
+                if _TEMPORARY.fullmatch(path.name):
+                    with suppress(OSError):
+                        path.unlink()
 
     def unlock(self) -> None:
         self._lock.release()

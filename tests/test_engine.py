@@ -391,6 +391,17 @@ def test_load_run_rebuilds_results_from_disk_alone(tmp_path: Path, on: On) -> No
     assert "<summary>" in loaded.synthesis("a")
 
 
+def test_a_resume_sweeps_the_temporary_files_a_killed_run_left(tmp_path: Path) -> None:
+    first = run(make_spec({"a": 2}), tmp_path, LOCAL)
+    left = [first.path / "workers" / ".a-1.md.0badc0de.tmp", first.path / ".run.json.12345678.tmp"]
+    for path in left:  # as a process killed between writing and renaming leaves them
+        path.write_text("half")
+    mine = first.path / "workers" / ".notes.tmp"  # not a name of ours: left alone
+    mine.write_text("kept")
+    run(make_spec({"a": 2}), tmp_path, LOCAL, resume=first.run_id)
+    assert not any(path.exists() for path in left) and mine.read_text() == "kept"
+
+
 def test_reading_an_output_that_does_not_exist_says_why(tmp_path: Path) -> None:
     def worker(request: AgentRequest) -> str:
         if request.agent == "a-2":
