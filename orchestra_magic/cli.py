@@ -110,6 +110,9 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         raise
     print_run(result, _console(stderr=False))
+    if str(result.path).startswith("memory://"):
+        print("Note: a memory:// root lives only inside the process that wrote it: this run is gone now. "
+              "Use a folder or a shared URL (s3://, gs://) to keep it.", file=sys.stderr)
     if result.status != "done":  # failed, or stopped (by a budget): say how to go on
         print(f"Finished agents are kept; to run the others again: {_resume_command(args, result.run_id)}",
               file=sys.stderr)
@@ -188,6 +191,8 @@ def print_run(result: Run, console: Console) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
     reason = f" ({state.reason})" if state.reason else ""
     cost = f" Cost: {state.cost()}." if state.cost() else ""
-    console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in, "
+    cached = sum(a.cache_read_tokens + a.cache_write_tokens for a in state.agents.values())
+    through_cache = f" (+{cached:,} through the prompt cache)" if cached else ""
+    console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in{through_cache}, "
                        f"{state.output_tokens:,} out; {state.economy()}.{cost} Full texts: {result.path}"))
 

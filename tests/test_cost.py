@@ -101,6 +101,20 @@ def test_the_cli_closing_line_shows_the_cost(tmp_path: Path, capsys: pytest.Capt
     assert "Cost: $0.0" in capsys.readouterr().out
 
 
+def test_the_cli_closing_line_counts_the_tokens_that_went_through_the_prompt_cache(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.console import Console
+
+    from orchestra_magic.cli import print_run
+
+    def cached(request: om.AgentRequest) -> om.Completion:
+        return om.Completion("Done.", 10, 5, cache_write_tokens=100, cache_read_tokens=1_000)
+
+    result = om.run(make_spec({"a": 2}), provider=om.PythonProvider(cached, cached), root=tmp_path)
+    print_run(result, Console(width=200))
+    assert "Tokens: 30 in (+3,300 through the prompt cache), 15 out" in capsys.readouterr().out
+
+
 def test_the_price_table_names_only_models_the_sdk_knows_and_prices_the_default() -> None:
     from typing import get_args
 
