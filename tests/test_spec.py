@@ -27,6 +27,7 @@ domains:
 
 # Line 1 is `domains:`, line 2 the domain's name, line 5 the first worker entry.
 ONE_DOMAIN = "domains:\n  - name: a\n    coordinator: c\n    workers:\n      - task: t\n"
+ONE_DOMAIN_DICT = {"domains": [{"name": "a", "coordinator": "c", "workers": [{"task": "t"}]}]}
 
 
 def domain(name: str = "a") -> str:
@@ -70,6 +71,25 @@ BAD_SPECS = [
     bad("schedule: burst\n" + ONE_DOMAIN, "schedule", 1, "'pool' or 'waves'", "unknown-schedule"),
     bad("templates: [1]\n" + ONE_DOMAIN, "templates", 1, "should be a mapping of `key: value`, got a list",
         "templates-not-a-mapping"),
+    bad("timeout: '600'\n" + ONE_DOMAIN, "timeout", 1, "valid number (got '600')", "timeout-quoted"),
+    bad("budget_usd: -1\n" + ONE_DOMAIN, "budget_usd", 1, "greater than 0", "budget-negative"),
+    bad("mode: bach\n" + ONE_DOMAIN, "mode", 1, "should be 'messages' or 'batch' (got 'bach')", "mode-unknown"),
+    bad("effort: extreme\n" + ONE_DOMAIN, "effort", 1, "'low', 'medium', 'high', 'xhigh' or 'max' (got 'extreme')",
+        "effort-unknown"),
+    bad("mode: batch\nroles:\n  worker: {tools: [web_search]}\n" + ONE_DOMAIN, "mode", 1,
+        "agents with tools cannot use mode: batch", "batch-with-tools"),
+    bad("thinking: 500\n" + ONE_DOMAIN, "thinking", 1,
+        "thinking takes 'adaptive' or a budget of 1024 to 128000 tokens, got 500", "thinking-too-small"),
+    # Per-role settings (a dict spec: paths, no lines)
+    bad({"roles": {"worker": {"modle": "x"}}, **ONE_DOMAIN_DICT}, "roles.worker.modle", None,
+        "did you mean 'model'?", "role-setting-typo"),
+    bad({"roles": {"workers": {}}, **ONE_DOMAIN_DICT}, "roles.workers", None, "did you mean 'worker'?",
+        "role-name-typo"),
+    bad({"roles": {"coordinator": {"thinking": 8000}}, **ONE_DOMAIN_DICT}, "roles.coordinator.thinking", None,
+        "coordinators' max_tokens (4096) must be larger than their thinking budget (8000)",
+        "role-thinking-over-max-tokens"),
+    bad({"roles": {"worker": {"thinking": "deep"}}, **ONE_DOMAIN_DICT}, "roles.worker.thinking", None, "'adaptive'",
+        "role-thinking-unknown"),
     # Domain names become folder and file names
     bad(ONE_DOMAIN.replace("name: a", "name: a/b"), "domains[0].name", 2, "it contains '/'", "name-with-slash"),
     bad(ONE_DOMAIN.replace("name: a", "name: '..'"), "domains[0].name", 2, "it contains '.' (U+002E FULL STOP)",
@@ -236,6 +256,13 @@ def test_the_contract_example_loads() -> None:
         ("a1", "Collect Vendor A's published pricing tiers."),
         ("pricing-2", "Collect Vendor B's published pricing tiers."),
     ]
+
+
+def test_a_role_inherits_what_it_does_not_override() -> None:
+    spec = load_spec({"model": "m-top", "max_tokens": 999, "roles": {"worker": {"model": "m-worker"}},
+                      **ONE_DOMAIN_DICT})
+    assert (spec.settings("worker").model, spec.settings("worker").max_tokens) == ("m-worker", 999)
+    assert spec.settings("coordinator").model == "m-top"
 
 
 def test_left_out_settings_take_their_defaults() -> None:
