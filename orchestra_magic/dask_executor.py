@@ -79,6 +79,7 @@ class DaskExecutor(Executor):
         info = await scheduler.identity(n_workers=-1)
         if "dashboard" in info.get("services", {}):
             self.dashboard_link = await _answering(str((self.user_client or self.client).dashboard_link))
+            self.dashboard_lasts = self._cluster is None  # a cluster made for the run closes with it
         workers = info.get("workers", {})
         threads = sum(w.get("nthreads", 0) for w in workers.values())
         self._where = f"{scheduler.address}, {len(workers)} workers, {threads} threads"

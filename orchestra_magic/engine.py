@@ -384,6 +384,8 @@ class Engine:
             status, reason = "failed", f"{counts['failed']} of {self.state.total} agents failed"
         else:
             status, reason = "done", ""
+        if not self.executor.dashboard_lasts:  # the finished views and run.json link no page that is gone
+            self.state.dashboard = ""
         try:
             self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
             self._snapshot()

@@ -33,6 +33,7 @@ class Executor(abc.ABC):
 
     name = "executor"
     dashboard_link = ""  # a page showing the executor's own view of the work, when it has one
+    dashboard_lasts = True  # the page is still there once the run is over (not for a cluster made for it)
 
     async def start(self, provider: Provider) -> None:  # noqa: B027 (optional hook)
         """Get ready to run calls for `provider`, which is already started."""

@@ -5,6 +5,7 @@ cluster's tasks. One cluster serves the whole module; it starts in a second or t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -140,3 +141,6 @@ def test_the_cli_runs_the_quickstart_on_a_cluster_it_starts_itself(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert "25 agents: 25 done" in done.stdout
     assert "Agents run on dask (tcp://127.0.0.1:" in done.stderr  # the progress says where, once
+    (folder,) = (tmp_path / "orchestration").iterdir()
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["executor"].startswith("dask") and manifest["dashboard"] == ""  # its cluster is gone
