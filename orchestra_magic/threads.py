@@ -1,13 +1,14 @@
 """Where the user's sync code runs: `python`-provider functions and Python tools.
 
-Each call gets a thread of its own, made for it, rather than a seat in the event loop's default pool:
+Each call runs on an idle thread of ours, or on a new one when none is idle, rather than in the event
+loop's default pool:
 - that pool has cores + 4 threads (6 here), which silently capped an I/O-bound fan-out of sync agents or
   tools at 6 at a time, whichever loop the run was on (`om.run`'s own, or the caller's under `om.arun`);
   the engine's `concurrency` is the one bound on agents in flight, so no pool size can be right;
 - the threads are daemons: a function still stuck after its agent timed out or the run was stopped
   (Python cannot kill a thread) does not keep a script or `orchestra run` from exiting, as a pool's
   threads would (the interpreter waits for them at exit).
-A thread costs some tens of microseconds to start, nothing next to a call worth running in one.
+Threads are kept for the next call (starting one costs ~100 µs of CPU), as a pool's are.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -25,12 +27,18 @@ T = TypeVar("T")
 
 
 class DaemonThreads(Executor):
-    """A `concurrent.futures.Executor` that runs each call in a new daemon thread."""
+    """A `concurrent.futures.Executor` with as many daemon threads as calls wait at once: an idle one
+    takes the next call, and a call that finds none idle starts one (the accounting of
+    `ThreadPoolExecutor`, without its cap and without joining its threads at exit)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # counts threads waiting for a call
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
 
-        def work() -> None:
+        def call() -> None:
             if not future.set_running_or_notify_cancel():
                 return  # cancelled before it started
             try:
@@ -38,8 +46,15 @@ class DaemonThreads(Executor):
             except BaseException as exc:
                 future.set_exception(exc)
 
-        threading.Thread(target=work, name="orchestra-sync", daemon=True).start()
+        self._calls.put(call)
+        if not self._idle.acquire(blocking=False):
+            threading.Thread(target=self._serve, name="orchestra-sync", daemon=True).start()
         return future
+
+    def _serve(self) -> None:
+        while True:
+            self._calls.get()()
+            self._idle.release()
 
 
 _THREADS = DaemonThreads()
