@@ -340,7 +340,7 @@ def find_run(root: str | os.PathLike[str], run: str | os.PathLike[str]) -> RunFo
         candidate = RunFolder(join(str(root), name))
         if candidate.exists(MANIFEST) or not Path(name).exists():
             return RunFolder.open(candidate.path)
-    elif (local_path(root) / name).is_dir():
+    elif (local_path(root) / name).is_dir() or not Path(name).exists():  # a missing one is named under root
         return RunFolder.open(local_path(root) / name)
     return RunFolder.open(Path(name))
 

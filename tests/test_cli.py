@@ -62,7 +62,8 @@ def test_resume_of_a_finished_run_calls_nothing_again(tmp_path: Path) -> None:
         (["run", str(QUICKSTART), "--provider", "nope"], "unknown provider 'nope'"),
         (["run", str(QUICKSTART)], "ANTHROPIC_API_KEY is not set"),
         (["run", str(QUICKSTART), "--provider", "offline", "--var", "no-equals"], "--var takes NAME=VALUE"),
-        (["run", str(QUICKSTART), "--provider", "offline", "--resume", "nope"], "is not a run folder"),
+        (["run", str(QUICKSTART), "--provider", "offline", "--resume", "nope"],
+         "orchestration/nope is not a run folder"),  # looked for under the root, and says so
         (["show", "nowhere"], "nowhere is not a run folder"),
     ],
 )
