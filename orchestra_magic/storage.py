@@ -53,7 +53,8 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     if match is None or not url[match.end():].strip("/"):  # `memory://` alone: a root needs a place
         raise ConfigError(f"{url!r} names no place for run folders: add a path after the protocol, "
                           "e.g. memory://runs or s3://my-bucket/runs")
-    protocol = match.group(1).lower()
+    innermost = URL_PREFIX.match(url.rsplit("::", 1)[-1])  # simplecache::s3://…: s3 is what needs a package
+    protocol = (innermost or match).group(1).lower()
     try:
         from fsspec.core import url_to_fs
     except ImportError:
@@ -74,6 +75,8 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     except ValueError as exc:  # "Protocol not known"
         raise ConfigError(f"cannot use {url} for run folders: {exc}. Use a local folder or a URL "
                           "fsspec knows (s3://, gs://, az://, memory://, ...)") from None
+    except Exception as exc:  # some filesystems connect when made (ftp, sftp): refused, unreachable, credentials
+        raise ConfigError(f"cannot use {url} for run folders: {_describe(exc)}") from None
     return fs, path.rstrip("/")
 
 

@@ -338,6 +338,17 @@ def test_an_s3_root_without_s3fs_says_what_to_install(tmp_path: Path) -> None:
         run("s3://bucket/runs")
     with pytest.raises(om.ConfigError, match="s3fs"):
         om.load_run("s3://bucket/runs/x")
+    with pytest.raises(om.ConfigError, match=r"simplecache::s3://bucket/runs need the s3fs package"):
+        om.list_runs("simplecache::s3://bucket/runs")  # the package the inner protocol needs, not the cache's
+
+
+def test_a_filesystem_that_fails_when_made_is_a_clear_error() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: fsspec's ftp connects when the filesystem is made
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(om.ConfigError, match=rf"cannot use ftp://127.0.0.1:{port}/runs for run folders: "
+                                             r"ConnectionRefusedError"):
+        om.list_runs(f"ftp://127.0.0.1:{port}/runs")
 
 
 def test_an_unknown_protocol_is_a_clear_error() -> None:
