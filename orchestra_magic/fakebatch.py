@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .fakeapi import ApiError, _bad, _check_auth, _message, _read_json, _reply, _validate
+from .fakewire import ApiError, bad_request, check_auth, message_of, read_json, reply_to, validate
 
 if TYPE_CHECKING:
     from .fakeapi import FakeMessagesAPI
@@ -88,8 +88,8 @@ class FakeBatches:
         router.add_post("/v1/messages/batches/{batch_id}/cancel", self._cancel)
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request)
-        _check_auth(request)
+        body = await read_json(request)
+        check_auth(request)
         entries = _check_requests(body)
         batch = FakeBatch(self.api._next_id("msgbatch"), entries, datetime.now(UTC),
                           time.monotonic() + self.processing_ms / 1000)
@@ -98,24 +98,24 @@ class FakeBatches:
         return self._answer(batch)
 
     async def _retrieve(self, request: web.Request) -> web.StreamResponse:
-        _check_auth(request)
+        check_auth(request)
         self._maybe_fail()
         self.retrieves += 1
         return self._answer(self._settled(request))
 
     async def _results(self, request: web.Request) -> web.StreamResponse:
-        _check_auth(request)
+        check_auth(request)
         self._maybe_fail()
         batch = self._settled(request)
         if batch.ended_at is None:
-            raise _bad(f"message batch {batch.id} is still in progress; its results are available once it ends")
+            raise bad_request(f"message batch {batch.id} is still in progress; its results are available once it ends")
         lines = [{"custom_id": cid, "result": batch.results[cid]} for cid in batch.custom_ids]
         self._order.shuffle(lines)
         body = "".join(json.dumps(line) + "\n" for line in lines)
         return web.Response(text=body, content_type="application/binary", headers=self.api._success_headers())
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
-        _check_auth(request)
+        check_auth(request)
         batch = self._settled(request)
         self.cancels += 1
         if batch.ended_at is None:
@@ -142,15 +142,15 @@ class FakeBatches:
     def _process(self, params: dict[str, Any]) -> dict[str, Any]:
         """One entry's result, by the same generation (and prompt cache) as a /v1/messages call."""
         try:
-            body = _validate(params, need_max_tokens=True)
+            body = validate(params, need_max_tokens=True)
             if body.get("stream"):
-                raise _bad("stream: not supported in a message batch")
-            reply = _reply(body)
+                raise bad_request("stream: not supported in a message batch")
+            reply = reply_to(body)
         except ApiError as exc:
             return _errored(exc.kind, exc.message)
         if (kind := self._fault(params)) is not None:
             return {"type": "expired"} if kind == "expired" else _errored(kind, f"simulated {kind}")
-        message = _message(self.api._next_id("msg"), body["model"], self.api._cache(body, reply))
+        message = message_of(self.api._next_id("msg"), body["model"], self.api._cache(body, reply))
         message["usage"]["service_tier"] = "batch"
         return {"type": "succeeded", "message": message}
 
@@ -179,18 +179,18 @@ def _check_requests(body: Any) -> list[dict[str, Any]]:
     """The create body's requests, or a 400 naming the first problem (as the API checks them up front)."""
     requests = body.get("requests") if isinstance(body, dict) else None
     if not isinstance(requests, list) or not requests:
-        raise _bad("requests: field required (a non-empty list)")
+        raise bad_request("requests: field required (a non-empty list)")
     if len(requests) > MAX_REQUESTS:
-        raise _bad(f"requests: at most {MAX_REQUESTS:,} requests in one batch, got {len(requests):,}")
+        raise bad_request(f"requests: at most {MAX_REQUESTS:,} requests in one batch, got {len(requests):,}")
     seen: set[str] = set()
     for i, entry in enumerate(requests):
         custom_id = entry.get("custom_id") if isinstance(entry, dict) else None
         if not isinstance(custom_id, str) or not CUSTOM_ID.match(custom_id):
-            raise _bad(f"requests.{i}.custom_id: must match {CUSTOM_ID.pattern}, got {custom_id!r}")
+            raise bad_request(f"requests.{i}.custom_id: must match {CUSTOM_ID.pattern}, got {custom_id!r}")
         if custom_id in seen:
-            raise _bad(f"requests.{i}.custom_id: {custom_id!r} is used twice; each must be unique in a batch")
+            raise bad_request(f"requests.{i}.custom_id: {custom_id!r} is used twice; each must be unique in a batch")
         if not isinstance(entry.get("params"), dict):
-            raise _bad(f"requests.{i}.params: field required (an object)")
+            raise bad_request(f"requests.{i}.params: field required (an object)")
         seen.add(custom_id)
     return requests
 
