@@ -80,24 +80,15 @@ def test_without_distributed_the_dask_executor_says_how_to_install_it(monkeypatc
         make_executor("dask", load_spec(make_spec({"a": 1})))
 
 
-def test_an_unreachable_scheduler_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
-            pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
-        om.run(make_spec({"a": 1}), provider=PythonProvider(echo), root=tmp_path / "runs",
-               scheduler=f"tcp://127.0.0.1:{port}")
-    assert not (tmp_path / "runs").exists()
-
-
-def test_something_other_than_a_scheduler_at_the_address_is_refused_not_waited_for(tmp_path: Path) -> None:
-    # A server that accepts the connection and never answers the handshake (a dashboard's port, a web
-    # server): the connect timeout alone does not cover it, so the whole connection is bounded.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
+@pytest.mark.parametrize("listening", [False, True], ids=["nothing-listens", "no-handshake"])
+def test_an_address_with_no_scheduler_is_refused_before_anything_is_written(tmp_path: Path, listening: bool) -> None:
+    # Nothing may listen on the port (refused), or a server that accepts the connection and never answers
+    # the handshake (a dashboard's port, a web server): the connect timeout alone does not cover that one.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        if listening:
+            server.listen()
+        port = server.getsockname()[1]
         with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
                 pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
             om.run(make_spec({"a": 1}), provider=PythonProvider(echo), root=tmp_path / "runs",
