@@ -61,7 +61,7 @@ _THREADS = DaemonThreads()
 
 
 async def in_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """`asyncio.to_thread` on a thread of its own: the call sees the caller's context variables (a
+    """`asyncio.to_thread` on one of our daemon threads: the call sees the caller's context variables (a
     tool's `workspace()`); cancelling the await abandons the call, which finishes in its thread."""
     call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_THREADS, call)

@@ -38,37 +38,31 @@ MAX_ERROR_CHARS = 1_000
 
 @dataclass
 class _Tally:
-    """Usage summed over every turn of one agent."""
+    """What one agent's loop has done: each Messages call's usage (priced one by one, summed for the
+    agent), the tool calls it ran, and the last rate-limit headers."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
+    calls: list[Completion] = field(default_factory=list)
     tool_calls: int = 0
     server_tool_calls: int = 0
     turns: int = 0
-    model: str = ""
     rate_limit: RateLimit | None = None
-    calls: list[Completion] = field(default_factory=list)  # each call's usage: priced one by one
 
     def add(self, message: Message, rate_limit: RateLimit | None) -> None:
         usage = message.usage
-        call = Completion("", usage.input_tokens, usage.output_tokens, message.model,
-                          cache_write_tokens=usage.cache_creation_input_tokens or 0,
-                          cache_read_tokens=usage.cache_read_input_tokens or 0)
-        self.calls.append(call)
-        self.model, self.rate_limit = message.model, rate_limit or self.rate_limit
-        self.input_tokens += call.input_tokens
-        self.output_tokens += call.output_tokens
-        self.cache_write_tokens += call.cache_write_tokens
-        self.cache_read_tokens += call.cache_read_tokens
+        self.calls.append(Completion("", usage.input_tokens, usage.output_tokens, message.model,
+                                     cache_write_tokens=usage.cache_creation_input_tokens or 0,
+                                     cache_read_tokens=usage.cache_read_input_tokens or 0))
+        self.rate_limit = rate_limit or self.rate_limit
         self.server_tool_calls += sum(block.type == "server_tool_use" for block in message.content)
 
+    def total(self, name: str) -> int:
+        return sum(getattr(call, name) for call in self.calls)
+
     def completion(self, text: str = "", stop_reason: str = "") -> Completion:
-        return Completion(text, self.input_tokens, self.output_tokens, self.model, stop_reason,
-                          self.cache_write_tokens, self.cache_read_tokens, rate_limit=self.rate_limit,
-                          tool_calls=self.tool_calls, server_tool_calls=self.server_tool_calls,
-                          turns=tuple(self.calls))
+        return Completion(text, self.total("input_tokens"), self.total("output_tokens"), self.calls[-1].model,
+                          stop_reason, self.total("cache_write_tokens"), self.total("cache_read_tokens"),
+                          rate_limit=self.rate_limit, tool_calls=self.tool_calls,
+                          server_tool_calls=self.server_tool_calls, turns=tuple(self.calls))
 
 
 def definitions(request: AgentRequest) -> list[dict[str, Any]]:
@@ -162,4 +156,4 @@ def _over_limit(request: AgentRequest, tally: _Tally, wanted: list[str]) -> str:
     turns = f"{request.max_tool_turns} tool turn{'s' if request.max_tool_turns > 1 else ''}"
     return (f"used all {turns} (max_tool_turns) and still wanted more: {asked}. "
             f"Raise max_tool_turns for the {request.role}s (roles.{request.role}.max_tool_turns) or narrow "
-            f"the task. Spent {tally.input_tokens:,} input and {tally.output_tokens:,} output tokens")
+            f"the task. Spent {tally.total('input_tokens'):,} input and {tally.total('output_tokens'):,} output tokens")
