@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 import orchestra_magic as om
-from orchestra_magic.fakeapi import FakeMessagesAPI
-from orchestra_magic.providers.anthropic import OFFLINE_BATCHES, AnthropicProvider
+from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.providers.anthropic.provider import OFFLINE_BATCHES, AnthropicProvider
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
 CASES = (("messages", "messages", 0.0), ("batch", "batch", 0.0), ("batch, 10% entries err", "batch", 0.1))

@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 import orchestra_magic as om
-from orchestra_magic.fakeapi import FakeMessagesAPI
-from orchestra_magic.providers.anthropic import AnthropicProvider
+from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
 

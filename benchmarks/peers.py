@@ -52,9 +52,9 @@ from typing import Annotated, Any, TypedDict
 import anthropic
 
 import orchestra_magic as om
-from orchestra_magic.providers.anthropic import AnthropicProvider
-from orchestra_magic.runfolder import write_atomic
-from orchestra_magic.spec import DEFAULT_MODEL
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
+from orchestra_magic.runfolder.folder import write_atomic
+from orchestra_magic.spec.model import DEFAULT_MODEL
 
 DOMAINS = 5
 MAX_TOKENS = 4096

@@ -19,7 +19,7 @@ from typing import Any
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
-from orchestra_magic.throttle import Throttle
+from orchestra_magic.engine.throttle import Throttle
 
 
 def make_spec(per_domain: int, cap: int) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 import orchestra_magic as om
-from orchestra_magic.fakeapi import FakeMessagesAPI
-from orchestra_magic.providers.anthropic import AnthropicProvider
+from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
 
 def price(vendor: str) -> str:

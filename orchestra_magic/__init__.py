@@ -26,24 +26,25 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import Plan, RunOptions, arun, plan, run
-    from .engine import RetryPolicy
-    from .live import start
+    from .api import Plan, RunOptions, arun, plan
+    from .engine.scheduler import RetryPolicy
+    from .live import RunHandle, retry_failed, run, start
     from .providers import AgentRequest, Completion, Provider, PythonProvider
-    from .providers.anthropic import AnthropicProvider, OfflineProvider
+    from .providers.anthropic.provider import AnthropicProvider, OfflineProvider
     from .results import Run, list_runs, load_run
-    from .spec import Spec, load_spec
-    from .tools import workspace
+    from .spec.model import Spec, load_spec
+    from .tools.context import workspace
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "run": "api", "arun": "api", "plan": "api", "Plan": "api", "RunOptions": "api", "start": "live",
-    "list_runs": "results", "RetryPolicy": "engine",
-    "Run": "results", "load_run": "results", "Spec": "spec", "load_spec": "spec",
+    "run": "live", "arun": "api", "plan": "api", "Plan": "api", "RunOptions": "api",
+    "start": "live", "RunHandle": "live", "retry_failed": "live",
+    "list_runs": "results", "RetryPolicy": "engine.scheduler",
+    "Run": "results", "load_run": "results", "Spec": "spec.model", "load_spec": "spec.model",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
-    "AnthropicProvider": "providers.anthropic", "OfflineProvider": "providers.anthropic",
-    "workspace": "tools",
+    "AnthropicProvider": "providers.anthropic.provider", "OfflineProvider": "providers.anthropic.provider",
+    "workspace": "tools.context",
 }
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "RunFolderError",
+    "RunHandle",
     "RunOptions",
     "Spec",
     "SpecError",
@@ -71,6 +73,7 @@ __all__ = [
     "load_run",
     "load_spec",
     "plan",
+    "retry_failed",
     "run",
     "start",
     "unload_ipython_extension",

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .engine import Engine, Listener, RetryPolicy
+from .engine.executors import Executor, LocalExecutor
+from .engine.scheduler import Engine, Listener, RetryPolicy
 from .errors import ConfigError
-from .executors import Executor, make_executor
-from .prompts import Prompts
 from .providers import Provider, make_provider
 from .results import Run
-from .runfolder import DEFAULT_ROOT, RunFolder, find_run, is_url
-from .spec import Spec, load_spec
-from .tools import FILE_TOOLS, ToolsArg, resolve_tools
+from .runfolder.folder import RunFolder, find_run, is_url
+from .runfolder.layout import DEFAULT_ROOT
+from .spec.model import Spec, load_spec
+from .spec.prompts import Prompts
+from .tools.catalog import FILE_TOOLS, ToolsArg, resolve_tools
 
 DEFAULT_PROVIDER = "anthropic"
 SpecSource = str | Path | Mapping[str, Any] | Spec
@@ -138,13 +139,37 @@ async def arun(spec: SpecSource, **kwargs: Any) -> Run:
     return Run(engine.folder.path, state)
 
 
-def run(spec: SpecSource, **kwargs: Any) -> Run:
-    """Blocking `arun`. The run gets its own thread and event loop (see `live`), so this works where
-    a loop is already running (a notebook cell): "event loop is already running" cannot happen here.
-    Ctrl-C stops the run cleanly (files whole, resumable), then re-raises."""
-    from .live import start
+EXECUTORS = ("local", "dask")
 
-    return start(spec, **kwargs).wait()
+
+def make_executor(executor: str | Executor | None, spec: Spec, *, scheduler: str | None = None,
+                  client: Any = None, concurrency: int | None = None,
+                  environment: tuple[str | None, str | None] = (None, None)) -> Executor:
+    """The executor for a run. Options win over the `environment`'s executor and scheduler, which win
+    over the spec's keys; at each level a scheduler address (or a `distributed.Client`) alone already
+    means dask, so going from a laptop to a cluster is one line: `scheduler: tcp://…` in the spec,
+    `--scheduler` on the command line, or `client=`."""
+    if isinstance(executor, Executor):
+        return executor
+    env_executor, env_scheduler = environment
+    name = (executor or ("dask" if scheduler or client is not None else None)
+            or env_executor or ("dask" if env_scheduler else None)
+            or spec.executor or ("dask" if spec.scheduler else "local"))
+    if name == "local":
+        if scheduler or client is not None:
+            raise ConfigError("a Dask scheduler or client was given but the executor is 'local'; "
+                              "use executor 'dask' (or drop the scheduler) to choose where agents run")
+        return LocalExecutor()
+    if name == "dask":
+        try:
+            from .engine.dask_executor import DaskExecutor
+        except ImportError as exc:
+            raise ConfigError(f"the dask executor needs the 'distributed' package ({exc.msg}); "
+                              'install it with: pip install "orchestra_magic[dask]"') from None
+        return DaskExecutor(scheduler=scheduler or env_scheduler or spec.scheduler, client=client,
+                            cluster_concurrency=spec.cluster_concurrency,
+                            threads=concurrency or spec.concurrency)
+    raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 def _resume_folder(root: str, resume: str | os.PathLike[str]) -> RunFolder:
@@ -188,7 +213,7 @@ class Plan:
 
 def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None, tools: ToolsArg | None = None) -> Plan:
     """Validate a spec (and the tools it names) and render its prompts; nothing is called or written."""
-    from .planning import plan_agents, render_request
+    from .engine.planning import plan_agents, render_request
     from .providers import WorkerResult
 
     loaded = load_spec(spec, variables)

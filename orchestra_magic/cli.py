@@ -90,13 +90,13 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .api import run
-    from .progress import CliProgress
+    from .display.progress import CliProgress
+    from .live import run
 
     progress = CliProgress(_console(stderr=True))
     tools = None
     if args.tools:
-        from .tools import load_tools_file
+        from .tools.catalog import load_tools_file
 
         tools = load_tools_file(args.tools)
     try:
@@ -154,7 +154,7 @@ def _at_least_one(text: str) -> int:
 
 
 def _fake_api(args: argparse.Namespace) -> int:
-    from .fakeapi import serve
+    from .fake.server import serve
 
     if args.rpm_burst is not None and args.rpm is None:
         raise UsageError("--rpm-burst shapes the limit --rpm sets: give --rpm too")

@@ -1,9 +1,10 @@
 """Runs in the background: the engine on its own thread and event loop, the caller's thread left free.
 
 This is how a notebook stays responsive: the kernel's own loop keeps handling widget clicks and
-redrawing progress while the run goes on elsewhere. `start` returns a `Run` at once (after the spec,
-key and endpoint are checked, so mistakes still raise right away); `await run` or `run.wait()` gives
-the finished run, `run.stop()` stops it from any thread.
+redrawing progress while the run goes on elsewhere. `start` returns a `RunHandle` at once (after the
+spec, key and endpoint are checked, so mistakes still raise right away): the handle controls the run
+(`stop`, `retry_failed`, from any thread) and reads its current state; `await handle` or
+`handle.wait()` gives the finished `Run`, the results as values. `run` is `start(...).wait()`.
 """
 
 from __future__ import annotations
@@ -11,17 +12,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import suppress
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .api import SpecSource, prepared
-from .engine import Engine
+from .engine.scheduler import Engine
+from .errors import RunFolderError
 from .results import Run
+from .runfolder.folder import RunFolder
+from .runfolder.layout import SPEC
+from .state.events import RunState
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Background:
-    """The thread, loop and engine behind one background run; owned by its `Run`."""
+    """The thread, loop and engine behind one background run; owned by its `RunHandle`."""
 
     def __init__(self, spec: SpecSource, options: dict[str, Any]) -> None:
         self.spec, self.options = spec, options
@@ -32,13 +41,13 @@ class Background:
         self._startup_error: BaseException | None = None
         self.thread = threading.Thread(target=self._main, name="orchestra-run", daemon=True)
 
-    def start(self) -> Run:
+    def start(self) -> RunHandle:
         self.thread.start()
         self._ready.wait()
         if self._startup_error is not None:
             raise self._startup_error
         assert self.engine is not None
-        return Run(self.engine.folder.path, self.engine.state, background=self)
+        return RunHandle(self.engine.folder.path, self.engine.state, self)
 
     def stop(self) -> None:
         """Thread-safe: the engine stops on its own loop (no new agents, in-flight ones cancelled)."""
@@ -62,12 +71,111 @@ class Background:
             self.engine, self.loop = engine, asyncio.get_running_loop()
             self._ready.set()
             state = await engine.run()
-        self.future.set_result(Run(engine.folder.path, state, background=self))
+        self.future.set_result(Run(engine.folder.path, state))
 
 
-def start(spec: SpecSource, **options: Any) -> Run:
-    """Start a run in the background and return its `Run` handle at once. Keywords as for `run`."""
+class RunHandle:
+    """Control of one background run, and a live view of it: `summaries`, `agents` and `state` read the
+    run as it is now, so a notebook variable holding the handle never goes stale. `await handle` or
+    `handle.wait()` gives the finished `Run`."""
+
+    def __init__(self, path: Path | str, state: RunState, background: Background) -> None:
+        self.path, self.state, self._background = path, state, background
+        self.after_wait: list[Callable[[], None]] = []  # called by whoever waited, once the run is over
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    @property
+    def done(self) -> bool:
+        return self._background.future.done()
+
+    @property
+    def result(self) -> Run:
+        """The run's results as they stand now (all of them once `done`)."""
+        return Run(self.path, self.state)
+
+    @property
+    def summaries(self) -> pd.DataFrame:
+        """As `Run.summaries`, for the run as it is now."""
+        return self.result.summaries
+
+    @property
+    def agents(self) -> pd.DataFrame:
+        """As `Run.agents`, for the run as it is now."""
+        return self.result.agents
+
+    def read_text(self, relative: str) -> str:
+        return self.result.read_text(relative)
+
+    def output(self, worker_id: str) -> str:
+        return self.result.output(worker_id)
+
+    def synthesis(self, domain: str) -> str:
+        return self.result.synthesis(domain)
+
+    def stop(self) -> None:
+        """No new agents start, in-flight ones are cancelled, files stay whole; returns at once."""
+        self._background.stop()
+
+    def wait(self, tick: Callable[[], None] | None = None) -> Run:
+        """Block until the run ends and return its `Run`. Ctrl-C stops the run, then re-raises."""
+        wait(self._background, tick)
+        finished = self._background.future.result()  # re-raises what ended the run, if anything did
+        self._waited()
+        return finished
+
+    def __await__(self) -> Generator[Any, None, Run]:
+        """`await handle` in a notebook: the kernel stays free while the run finishes on its thread.
+        An interrupt (cancellation) stops the run, waits for its files to be consistent, then propagates."""
+        future = asyncio.wrap_future(self._background.future)
+        try:
+            finished = yield from asyncio.shield(future).__await__()
+        except asyncio.CancelledError:
+            self.stop()
+            yield from asyncio.wait([future]).__await__()
+            self._waited()
+            raise
+        self._waited()
+        return finished
+
+    def _waited(self) -> None:
+        for callback in self.after_wait:
+            callback()
+
+    def retry_failed(self, **options: Any) -> RunHandle:
+        """Run the failed (and cancelled or never started) agents again in the same folder, then the
+        coordinators whose inputs that changes; everything finished is skipped. Returns the new handle."""
+        if not self.done:
+            raise RunFolderError(f"run {self.run_id} is still running; stop it or wait for it first")
+        return retry_failed(self.result, **{**self._background.options, **options})
+
+    def __repr__(self) -> str:
+        return f"<RunHandle of {self.result!r}>"
+
+
+def start(spec: SpecSource, **options: Any) -> RunHandle:
+    """Start a run in the background and return its `RunHandle` at once. Keywords as for `arun`."""
     return Background(spec, options).start()
+
+
+def run(spec: SpecSource, **options: Any) -> Run:
+    """Blocking `arun`. The run gets its own thread and event loop, so this works where a loop is
+    already running (a notebook cell): "event loop is already running" cannot happen here.
+    Ctrl-C stops the run cleanly (files whole, resumable), then re-raises."""
+    return start(spec, **options).wait()
+
+
+def retry_failed(run: Run, **options: Any) -> RunHandle:
+    """Start the failed, cancelled and never-started agents of a finished run again, in its folder."""
+    folder = RunFolder(run.path)
+    spec = run.path / SPEC if isinstance(run.path, Path) else folder.read_text(SPEC)
+    return start(spec, **{**options, "resume": run.path, "root": folder.root})
 
 
 def wait(background: Background, tick: Callable[[], None] | None = None, interval: float = 0.1) -> None:

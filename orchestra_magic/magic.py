@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -26,6 +26,9 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from .errors import UsageError
 from .results import Run
+
+if TYPE_CHECKING:
+    from .live import RunHandle
 
 CELL_MAGIC = "%%orchestrate"
 
@@ -53,7 +56,7 @@ class OrchestraMagics(Magics):
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
-        self.live: dict[str, Run] = {}
+        self.live: dict[str, RunHandle] = {}
 
     @property
     def ip(self) -> Any:
@@ -64,7 +67,7 @@ class OrchestraMagics(Magics):
     # ---- %%orchestrate -------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("-o", "--output", metavar="NAME", help="also bind the Run object to NAME")
+    @argument("-o", "--output", metavar="NAME", help="also bind the run's handle (live state, stop, retry) to NAME")
     @argument("--provider", help="anthropic, offline (simulated, no key), or a variable holding a Provider")
     @argument("--concurrency", type=int, help="most agents in flight")
     @argument("--root", help="folder or URL (s3://bucket/runs) for run folders")
@@ -149,7 +152,7 @@ class OrchestraMagics(Magics):
     @line_magic
     def orchestrate_load(self, line: str) -> Run:
         """`%orchestrate_load RUN_ID_OR_PATH`: a finished run, from disk (a path or a URL)."""
-        from .runfolder import find_run
+        from .runfolder.folder import find_run
 
         if not line.strip():
             raise IPythonUsageError("%orchestrate_load needs a run id (see %orchestrate_runs) or a run folder path")
@@ -177,7 +180,7 @@ class OrchestraMagics(Magics):
 class _Job:
     """One `%%orchestrate` cell's run and its progress view."""
 
-    def __init__(self, magics: OrchestraMagics, run: Run, output: str | None, background: bool) -> None:
+    def __init__(self, magics: OrchestraMagics, run: RunHandle, output: str | None, background: bool) -> None:
         self.magics, self.run, self.output, self.background = magics, run, output, background
         self.interval = magics.refresh
         self.view = self._make_view()
@@ -187,7 +190,7 @@ class _Job:
 
     def _make_view(self) -> Any:
         if self.magics.widgets and getattr(self.magics.shell, "kernel", None) is not None:
-            from .view import RunView
+            from .display.widget import RunView
 
             view = RunView(self.run, on_stop=lambda: self.run.stop(), on_retry=self.retry)
             display(view.widget)
@@ -199,7 +202,7 @@ class _Job:
 
     def tick_in_background(self) -> None:
         """Redraw on the kernel's loop until the run ends: between cells and while a cell awaits."""
-        async def ticker(run: Run) -> None:
+        async def ticker(run: RunHandle) -> None:
             while not run.done:
                 self.render()
                 await asyncio.sleep(self.interval)
@@ -229,7 +232,7 @@ class _Job:
         if self.run.status == "cancelled":
             self.interrupted()
         elif not isinstance(self.view, TextView):  # one line that survives where widgets do not render
-            from .view import header_text
+            from .display.widget import header_text
 
             print(header_text(self.run.state, time.time()))
         return self.run.summaries
@@ -244,14 +247,14 @@ class _Job:
 class TextView:
     """Progress as text, where widgets cannot render (terminal IPython, `widgets = False`)."""
 
-    def __init__(self, run: Run, every: float = 2.0) -> None:
+    def __init__(self, run: RunHandle, every: float = 2.0) -> None:
         self.run, self.every, self._last, self._said = run, every, 0.0, ""
 
-    def attach(self, run: Run) -> None:
+    def attach(self, run: RunHandle) -> None:
         self.run = run
 
     def render(self) -> None:
-        from .view import header_text
+        from .display.widget import header_text
 
         now = time.time()
         line = header_text(self.run.state, now)

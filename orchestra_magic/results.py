@@ -10,22 +10,18 @@ with `Run.synthesis(domain)` or `Run.output(worker_id)` when you need it.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import os
-from collections.abc import Callable, Generator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import RunFolderError, UsageError
-from .events import AgentState, RunState
-from .runfolder import SPEC, RunFolder, run_folders
+from .runfolder.folder import RunFolder, run_folders
+from .state.events import AgentState, RunState
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from .live import Background
 
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
                    "synthesis_path", "input_tokens", "output_tokens", "cost_usd"]
@@ -35,65 +31,12 @@ AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens"
 
 
 class Run:
-    """One run: its folder on disk and its state. Made by `run`/`arun`, or from disk by `load_run`."""
+    """A run's results: its folder on disk and its state, as values. Made by `run`/`arun`, by waiting for
+    a `RunHandle`, or from disk by `load_run`. To stop, wait for or retry a run, use its `RunHandle`."""
 
-    def __init__(self, path: Path | str, state: RunState, background: Background | None = None) -> None:
+    def __init__(self, path: Path | str, state: RunState) -> None:
         self.path = path
-        self.state = state  # live: a background run's state changes as its agents finish
-        self._background = background
-        self.after_wait: list[Callable[[], None]] = []  # called by whoever waited, once the run is over
-
-    @property
-    def done(self) -> bool:
-        return self._background is None or self._background.future.done()
-
-    def stop(self) -> None:
-        """Stop a background run: no new agents start, in-flight ones are cancelled, files stay whole."""
-        if self._background is not None:
-            self._background.stop()
-
-    def wait(self, tick: Callable[[], None] | None = None) -> Run:
-        """Block until a background run ends; returns this `Run`. Ctrl-C stops the run, then re-raises."""
-        if self._background is None:
-            return self
-        from .live import wait
-
-        wait(self._background, tick)
-        self._background.future.result()  # re-raises what ended the run, if anything did
-        self._waited()
-        return self
-
-    def __await__(self) -> Generator[Any, None, Run]:
-        """`await run` in a notebook: the kernel stays free while the run finishes on its thread.
-        An interrupt (cancellation) stops the run, waits for its files to be consistent, then propagates."""
-        if self._background is not None:
-            future = asyncio.wrap_future(self._background.future)
-            try:
-                yield from asyncio.shield(future).__await__()
-            except asyncio.CancelledError:
-                self._background.stop()
-                yield from asyncio.wait([future]).__await__()
-                self._waited()
-                raise
-            future.result()
-        self._waited()
-        return self
-
-    def _waited(self) -> None:
-        for callback in self.after_wait:
-            callback()
-
-    def retry_failed(self, **options: Any) -> Run:
-        """Run the failed (and cancelled or never started) agents again in the same folder, then the
-        coordinators whose inputs that changes; everything finished is skipped. Returns the new handle."""
-        from .live import start
-
-        if not self.done:
-            raise RunFolderError(f"run {self.run_id} is still running; stop it or wait for it first")
-        previous = self._background.options if self._background else {}
-        merged = {**previous, **options, "resume": self.path, "root": self._folder.root}
-        spec = self.path / SPEC if isinstance(self.path, Path) else self._folder.read_text(SPEC)
-        return start(spec, **merged)
+        self.state = state
 
     @cached_property
     def _folder(self) -> RunFolder:
@@ -109,6 +52,8 @@ class Run:
 
     @property
     def summaries(self) -> pd.DataFrame:
+        """One row per domain: the coordinator's short summary, status, worker counts, the synthesis
+        path, tokens and cost. Built from the state on each access; full texts stay on disk."""
         import pandas as pd
 
         rows = []
@@ -133,6 +78,8 @@ class Run:
 
     @property
     def agents(self) -> pd.DataFrame:
+        """One row per agent (workers and coordinators): status, attempts, tokens, cost, seconds, the
+        output path and the error, if any."""
         import pandas as pd
 
         rows = [

@@ -39,12 +39,12 @@ class On:
 
     @asynccontextmanager
     async def started(self, provider: Any) -> AsyncIterator[Any]:
-        from orchestra_magic.executors import LocalExecutor
+        from orchestra_magic.engine.executors import LocalExecutor
 
         if self.name == "local":
             yield LocalExecutor(provider)
             return
-        from orchestra_magic.dask_executor import DaskExecutor
+        from orchestra_magic.engine.dask_executor import DaskExecutor
 
         executor = DaskExecutor(client=self.options["client"])
         await executor.start(provider)

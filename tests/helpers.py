@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import orchestra_magic as om
-from orchestra_magic.fakeapi import FakeMessagesAPI
-from orchestra_magic.providers.anthropic import AnthropicProvider
+from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
 
 def make_spec(domains: dict[str, int], **settings: Any) -> dict[str, Any]:

@@ -9,9 +9,9 @@ import pytest
 from helpers import make_spec, run_against
 
 import orchestra_magic as om
-from orchestra_magic.engine import RetryPolicy
+from orchestra_magic.engine.scheduler import RetryPolicy
 from orchestra_magic.errors import ConfigError
-from orchestra_magic.fakeapi import SIMULATED_MARK, FakeMessagesAPI
+from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 
 KEY = "sk-ant-test-MARKER-never-on-disk"
 
@@ -93,7 +93,7 @@ def test_the_default_model_is_one_the_sdk_knows_and_has_not_deprecated() -> None
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
     from anthropic.types.model_param import ModelParam
 
-    from orchestra_magic.spec import DEFAULT_MODEL
+    from orchestra_magic.spec.model import DEFAULT_MODEL
 
     known = get_args(get_args(ModelParam)[0])
     assert DEFAULT_MODEL in known and DEFAULT_MODEL not in DEPRECATED_MODELS

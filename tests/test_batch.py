@@ -13,11 +13,11 @@ from helpers import make_spec
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
-from orchestra_magic.engine import RetryPolicy
-from orchestra_magic.fakeapi import SIMULATED_MARK, FakeMessagesAPI
+from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
-from orchestra_magic.providers.anthropic import AnthropicProvider
-from orchestra_magic.providers.batching import BatchPolicy
+from orchestra_magic.providers.anthropic.batches import BatchPolicy
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
 KEY = "sk-ant-test-batch-key"
 FAST = BatchPolicy(quiet=0.1, first_poll=0.01, max_poll=0.05)  # the fake needs no minutes between polls

@@ -60,7 +60,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     for name in ("quickstart.ipynb", "quickstart.yaml"):
         shutil.copy(REPO / "examples" / name, root / name)
     slow = nbformat.v4.new_notebook()
-    slow.cells = [nbformat.v4.new_code_cell("%load_ext orchestra_magic\nfrom orchestra_magic.providers.anthropic "
+    slow.cells = [nbformat.v4.new_code_cell("%load_ext orchestra_magic\nfrom orchestra_magic "
                                             "import OfflineProvider\nslow = OfflineProvider(latency_ms=400)"),
                   nbformat.v4.new_code_cell(f"%%orchestrate --provider slow -o run\n{SLOW_SPEC}")]
     slow.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

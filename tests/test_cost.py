@@ -125,7 +125,7 @@ def test_the_price_table_holds_well_formed_ids_and_prices_the_default() -> None:
     from anthropic.types.model_param import ModelParam
 
     from orchestra_magic.pricing import PRICES
-    from orchestra_magic.spec import DEFAULT_MODEL
+    from orchestra_magic.spec.model import DEFAULT_MODEL
 
     malformed = [model for model in PRICES if not re.fullmatch(r"claude-[a-z]+-\d+(-\d+)?", model)]
     assert not malformed, f"not a model id: {malformed}"
@@ -136,7 +136,7 @@ def test_the_price_table_holds_well_formed_ids_and_prices_the_default() -> None:
 
 
 def test_the_widget_header_and_the_text_view_show_the_running_cost(tmp_path: Path) -> None:
-    from orchestra_magic.view import header_text
+    from orchestra_magic.display.widget import header_text
 
     run = om.run(make_spec({"a": 2}), provider="offline", root=tmp_path)
     dollars = run.state.cost()
@@ -146,7 +146,7 @@ def test_the_widget_header_and_the_text_view_show_the_running_cost(tmp_path: Pat
 
 def test_an_answer_whose_file_cannot_be_written_fails_but_keeps_what_it_cost(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestra_magic import runfolder
+    from orchestra_magic.runfolder import folder as runfolder
 
     real_replace = runfolder.os.replace
 

@@ -19,8 +19,8 @@ import pytest
 from helpers import Log, make_spec
 
 import orchestra_magic as om
-from orchestra_magic.events import AgentFinished, Event, RunState
 from orchestra_magic.providers import AgentRequest, PythonProvider
+from orchestra_magic.state.events import AgentFinished, Event, RunState
 
 distributed = pytest.importorskip("distributed")
 

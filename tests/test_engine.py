@@ -21,12 +21,12 @@ from conftest import On
 from helpers import Log, make_spec
 
 import orchestra_magic as om
-from orchestra_magic.engine import Engine, RetryPolicy
+from orchestra_magic.engine.scheduler import Engine, RetryPolicy
 from orchestra_magic.errors import AgentError, TransientAgentError
-from orchestra_magic.events import AgentStarted, Event, RunState
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
-from orchestra_magic.runfolder import RunFolder
-from orchestra_magic.spec import load_spec
+from orchestra_magic.runfolder.folder import RunFolder
+from orchestra_magic.spec.model import load_spec
+from orchestra_magic.state.events import AgentStarted, Event, RunState
 
 LOCAL = On("local", {})  # for tests about the run folder, not about where agents run
 
@@ -364,7 +364,7 @@ def test_the_journal_restores_state_newer_than_the_last_snapshot(tmp_path: Path)
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestra_magic import runfolder
+    from orchestra_magic.runfolder import folder as runfolder
 
     target = tmp_path / "x.md"
 
@@ -434,7 +434,7 @@ def test_completion_objects_carry_token_usage(tmp_path: Path, on: On) -> None:
 
 
 def test_the_engine_imports_no_notebook_widget_or_sdk_code() -> None:
-    code = ("import sys, orchestra_magic.api, orchestra_magic.engine, orchestra_magic.results; "
+    code = ("import sys, orchestra_magic.api, orchestra_magic.engine.scheduler, orchestra_magic.results; "
             "bad = [m for m in ('IPython', 'ipywidgets', 'ipykernel', 'anthropic', 'pandas', 'aiohttp', 'distributed') "
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -463,7 +463,7 @@ def test_a_finished_resume_leaves_the_folder_free(tmp_path: Path) -> None:
 
 def test_a_full_disk_fails_the_agent_with_a_clear_error_and_leaves_no_partial_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on: On) -> None:
-    from orchestra_magic import runfolder
+    from orchestra_magic.runfolder import folder as runfolder
 
     real_replace = runfolder.os.replace
 

@@ -13,12 +13,13 @@ import pytest
 from helpers import Log, make_spec
 
 import orchestra_magic as om
+from orchestra_magic.api import make_executor
+from orchestra_magic.engine.executors import LocalExecutor
 from orchestra_magic.errors import ConfigError, TransientAgentError
-from orchestra_magic.events import RunState
-from orchestra_magic.executors import LocalExecutor, make_executor
 from orchestra_magic.providers import AgentRequest, PythonProvider
 from orchestra_magic.results import Run
-from orchestra_magic.spec import load_spec
+from orchestra_magic.spec.model import load_spec
+from orchestra_magic.state.events import RunState
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -75,7 +76,7 @@ def test_a_bad_executor_in_the_spec_is_a_spec_error() -> None:
 
 def test_without_distributed_the_dask_executor_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "orchestra_magic.dask_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "orchestra_magic.engine.dask_executor", raising=False)
     with pytest.raises(ConfigError, match=r'pip install "orchestra_magic\[dask\]"'):
         make_executor("dask", load_spec(make_spec({"a": 1})))
 
@@ -232,7 +233,7 @@ def test_a_call_that_runs_too_long_on_the_cluster_times_out_there(tmp_path: Path
 
 
 def test_the_widget_shows_where_agents_run_and_links_the_dashboard(tmp_path: Path) -> None:
-    from orchestra_magic.view import RunView, header_text
+    from orchestra_magic.display.widget import RunView, header_text
 
     state = RunState(run_id="r-1", name="r", provider="offline", started_at=time.time(), agents={},
                      executor="dask (tcp://10.0.0.5:8786, 2 workers, 8 threads)",
@@ -273,7 +274,7 @@ def test_a_run_started_locally_resumes_on_a_cluster_without_redoing_anything(tmp
 def test_the_provider_sent_to_workers_carries_no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     import cloudpickle
 
-    from orchestra_magic.providers.anthropic import AnthropicProvider
+    from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-ENV-MARKER")
     provider = AnthropicProvider(api_key="sk-ant-ARG-MARKER", base_url="https://api.example.com")

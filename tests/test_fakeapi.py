@@ -14,7 +14,7 @@ import anthropic
 import pytest
 from anthropic.types import MessageParam
 
-from orchestra_magic.fakeapi import SIMULATED_MARK, FakeMessagesAPI
+from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 
 KEY = "sk-ant-test-fake-key"
 MODEL = "claude-fake-1"

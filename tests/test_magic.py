@@ -47,7 +47,7 @@ def test_the_cell_value_is_the_summaries_and_o_binds_the_run(shell: InteractiveS
     assert list(summaries.columns[:3]) == ["domain", "summary", "status"]
     assert summaries.status.tolist() == ["done"]
     run = shell.user_ns["myrun"]
-    assert isinstance(run, om.Run) and run.path.parent == tmp_path / "orchestration"
+    assert isinstance(run, om.RunHandle) and run.path.parent == tmp_path / "orchestration"
     assert "Finding 2 about caching" in (run.path / "spec.yaml").read_text()  # notebook variables reached the spec
 
 
@@ -112,7 +112,7 @@ def test_runs_and_load_line_magics(shell: InteractiveShell) -> None:
 
 def test_background_returns_at_once_and_the_run_can_be_waited_for(shell: InteractiveShell) -> None:
     run = cell(shell, f"%%orchestrate --provider offline --background\n{SPEC}")
-    assert isinstance(run, om.Run)
+    assert isinstance(run, om.RunHandle)
     assert run.wait().status == "done"
     assert run.summaries.status.tolist() == ["done"]
 

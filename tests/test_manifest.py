@@ -6,8 +6,8 @@ import json
 import tracemalloc
 from pathlib import Path
 
-from orchestra_magic.events import AgentState, RunState
-from orchestra_magic.runfolder import RunFolder, manifest_chunks
+from orchestra_magic.runfolder.folder import RunFolder, manifest_chunks
+from orchestra_magic.state.events import AgentState, RunState
 
 
 def finished_state(agents: int) -> RunState:

@@ -17,7 +17,7 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SLOW = "from orchestra_magic.providers.anthropic import OfflineProvider\nslow = OfflineProvider(latency_ms={ms})"
+SLOW = "from orchestra_magic import OfflineProvider\nslow = OfflineProvider(latency_ms={ms})"
 SLOW_SPEC = "concurrency: 2\ndomains:\n" + "".join(
     f"  - name: d{d}\n    coordinator: Sum up.\n    workers:\n"
     + "".join(f"      - task: Task {i} of d{d}.\n" for i in range(10))

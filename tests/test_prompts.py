@@ -9,8 +9,8 @@ from helpers import make_spec
 
 import orchestra_magic as om
 from orchestra_magic.errors import SpecError
-from orchestra_magic.prompts import Prompts, extract_summary, fence, shipped_prompts_dir, worker_note
-from orchestra_magic.spec import Templates
+from orchestra_magic.spec.model import Templates
+from orchestra_magic.spec.prompts import Prompts, extract_summary, fence, shipped_prompts_dir, worker_note
 
 FULL = {"run_name": "review", "context": "We are a small team.", "domain": "pricing",
         "domain_context": "Prices in EUR.", "task": "Collect A's pricing."}

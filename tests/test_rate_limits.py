@@ -9,8 +9,8 @@ import pytest
 from helpers import make_spec
 
 import orchestra_magic as om
-from orchestra_magic.fakelimits import RequestBucket
-from orchestra_magic.throttle import RateLimit, Throttle
+from orchestra_magic.engine.throttle import RateLimit, Throttle
+from orchestra_magic.fake.limits import RequestBucket
 
 
 class Clock:
@@ -110,7 +110,7 @@ def test_30_agents_against_60_requests_a_minute_all_finish_with_a_handful_of_429
 
 
 def test_the_views_say_when_the_run_waits_on_rate_limits(tmp_path: Path) -> None:
-    from orchestra_magic.view import header_text
+    from orchestra_magic.display.widget import header_text
 
     seen: list[int] = []
     run = om.run(make_spec({"a": 6}, concurrency=6), provider=om.OfflineProvider(rpm_limit=60, rpm_burst=2),
@@ -121,7 +121,7 @@ def test_the_views_say_when_the_run_waits_on_rate_limits(tmp_path: Path) -> None
 
 
 def test_a_failing_listener_does_not_leak_throttle_slots_and_hang_the_run(tmp_path: Path) -> None:
-    from orchestra_magic.events import AgentStarted
+    from orchestra_magic.state.events import AgentStarted
 
     def listener(event: object, state: object) -> None:
         if isinstance(event, AgentStarted):

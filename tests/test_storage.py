@@ -23,10 +23,10 @@ from fsspec.implementations.memory import MemoryFileSystem
 from helpers import make_spec
 
 import orchestra_magic as om
-from orchestra_magic.events import AgentFinished, AgentStarted, RunState, event_from_dict
-from orchestra_magic.planning import initial_state
-from orchestra_magic.runfolder import RunFolder, find_run
-from orchestra_magic.spec import load_spec
+from orchestra_magic.engine.planning import initial_state
+from orchestra_magic.runfolder.folder import RunFolder, find_run
+from orchestra_magic.spec.model import load_spec
+from orchestra_magic.state.events import AgentFinished, AgentStarted, RunState, event_from_dict
 
 MEMORY = MemoryFileSystem()
 
@@ -145,7 +145,7 @@ def test_retry_failed_reruns_a_url_run_in_place(root: str) -> None:
 
     first = run(root, make_spec({"a": 3}), provider=om.PythonProvider(flaky, answer))
     broken.clear()
-    again = first.retry_failed().wait()
+    again = om.retry_failed(first, provider=om.PythonProvider(flaky, answer)).wait()
     assert again.status == "done" and again.path == first.path
     assert again.state.counts["skipped"] == 2 and again.output("a-2").startswith("Finding for a-2.")
 

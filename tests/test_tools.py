@@ -17,8 +17,8 @@ from helpers import make_spec, run_against
 
 import orchestra_magic as om
 from orchestra_magic.errors import ConfigError
-from orchestra_magic.fakeapi import FakeMessagesAPI
-from orchestra_magic.faketools import sign
+from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.fake.tools import sign
 from orchestra_magic.pricing import cost_usd as om_cost
 
 KEY = "sk-ant-test-tools"
@@ -149,8 +149,8 @@ def test_arguments_are_checked_against_the_type_hints_before_the_call(tmp_path: 
     assert result.status == "done" and calls == [1]
     import pydantic
 
-    from orchestra_magic.providers.tools import error_text
-    from orchestra_magic.tools import python_tool
+    from orchestra_magic.providers.anthropic.toolloop import error_text
+    from orchestra_magic.tools.catalog import python_tool
 
     with pytest.raises(pydantic.ValidationError) as caught:
         asyncio.run(python_tool("count", count).call({"n": "many"}))
@@ -247,10 +247,10 @@ def test_a_tool_loop_cut_off_keeps_what_its_turns_cost(tmp_path: Path, ending: s
 
 
 def test_a_tool_loop_tells_the_throttle_what_the_rate_limit_headers_said() -> None:
-    from orchestra_magic.providers.anthropic import AnthropicProvider
+    from orchestra_magic.providers.anthropic.provider import AnthropicProvider
     from orchestra_magic.providers.base import AgentRequest
-    from orchestra_magic.spec import DEFAULT_MODEL
-    from orchestra_magic.tools import python_tool
+    from orchestra_magic.spec.model import DEFAULT_MODEL
+    from orchestra_magic.tools.catalog import python_tool
 
     request = AgentRequest(agent="a-1", role="worker", domain="a", task="t", system="s", prompt="p",
                            model=DEFAULT_MODEL, max_tokens=200, tools=("lookup_price",),
@@ -374,7 +374,7 @@ def test_bad_tools_are_refused_before_anything_runs(tmp_path: Path, spec: dict[s
 
 
 def test_a_function_that_cannot_be_described_is_a_config_error() -> None:
-    from orchestra_magic.tools import python_tool
+    from orchestra_magic.tools.catalog import python_tool
 
     def odd(x: Undefined) -> str:  # noqa: F821 (the point: a hint that cannot be resolved)
         return ""
@@ -464,7 +464,7 @@ def test_the_built_in_file_tools_write_only_the_agents_own_workspace(tmp_path: P
 def agent(tmp_path: Path) -> Iterator[Path]:
     """A run folder with bookkeeping and outputs, and a tool context for worker `w1` in it."""
     from orchestra_magic.providers.base import AgentRequest
-    from orchestra_magic.tools import tool_context
+    from orchestra_magic.tools.context import tool_context
 
     run = tmp_path / "run"
     for name, text in (("run.json", "{}"), ("spec.yaml", "x"), ("workers/w2.md", "theirs"), (".run.lock", "")):
@@ -486,7 +486,7 @@ def agent(tmp_path: Path) -> Iterator[Path]:
     ("", "the path is empty"),
 ])
 def test_file_tools_refuse_paths_that_are_not_plainly_inside(agent: Path, path: str, problem: str) -> None:
-    from orchestra_magic.filetools import Refused, read_file, write_file
+    from orchestra_magic.tools.files import Refused, read_file, write_file
 
     for call in (lambda: write_file(path, "x"), lambda: read_file(path)):
         with pytest.raises(Refused, match=problem):
@@ -495,7 +495,7 @@ def test_file_tools_refuse_paths_that_are_not_plainly_inside(agent: Path, path: 
 
 
 def test_file_tools_refuse_links_that_lead_out(agent: Path, tmp_path: Path) -> None:
-    from orchestra_magic.filetools import Refused, read_file, write_file
+    from orchestra_magic.tools.files import Refused, read_file, write_file
 
     secret = tmp_path / "secret.txt"
     secret.write_text("outside")
@@ -513,7 +513,7 @@ def test_file_tools_refuse_links_that_lead_out(agent: Path, tmp_path: Path) -> N
 
 
 def test_a_workspace_that_is_a_link_is_refused(agent: Path) -> None:
-    from orchestra_magic.filetools import Refused, write_file
+    from orchestra_magic.tools.files import Refused, write_file
 
     (agent / "workspace/workers").mkdir(parents=True)
     (agent / "workspace/workers/w1").symlink_to(agent / "workers")  # would land on other agents' outputs
@@ -523,7 +523,7 @@ def test_a_workspace_that_is_a_link_is_refused(agent: Path) -> None:
 
 
 def test_file_tools_read_the_run_and_write_the_workspace(agent: Path) -> None:
-    from orchestra_magic.filetools import list_files, read_file, write_file
+    from orchestra_magic.tools.files import list_files, read_file, write_file
 
     assert write_file("notes/today.md", "hello") == "wrote workspace/workers/w1/notes/today.md (5 characters)"
     assert read_file("workspace/workers/w1/notes/today.md") == "hello"

@@ -18,11 +18,11 @@ def make_provider(provider: str | Provider, **options: Any) -> Provider:
     if isinstance(provider, Provider):
         return provider
     if provider == "anthropic":
-        from .anthropic import AnthropicProvider
+        from .anthropic.provider import AnthropicProvider
 
         return AnthropicProvider(**options)
     if provider == "offline":
-        from .anthropic import OfflineProvider
+        from .anthropic.provider import OfflineProvider
 
         return OfflineProvider(**options)
     if provider == "python":

@@ -10,9 +10,9 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..events import Role
-from ..throttle import RateLimit
-from ..tools import PythonTool
+from ..engine.throttle import RateLimit
+from ..state.events import Role
+from ..tools.catalog import PythonTool
 
 
 @dataclass(frozen=True, slots=True)

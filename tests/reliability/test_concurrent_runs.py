@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import first_output
 
-from orchestra_magic.runfolder import RunFolder
+from orchestra_magic.runfolder.folder import RunFolder
 
 SPEC = "concurrency: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n" + "".join(
     f"      - task: Task {i}.\n" for i in range(30))

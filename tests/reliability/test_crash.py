@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from helpers import first_output
 
-from orchestra_magic.fakeapi import FakeMessagesAPI
+from orchestra_magic.fake.server import FakeMessagesAPI
 
 SPEC = "concurrency: 4\ndomains:\n" + "".join(
     f"  - name: d{d}\n    coordinator: Sum up.\n    workers:\n"

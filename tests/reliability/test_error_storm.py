@@ -9,9 +9,9 @@ import pytest
 from helpers import make_spec
 
 import orchestra_magic as om
-from orchestra_magic.engine import RetryPolicy
-from orchestra_magic.fakeapi import FakeMessagesAPI
-from orchestra_magic.providers.anthropic import AnthropicProvider
+from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
 
 def test_300_agents_survive_errors_cut_streams_and_stalls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from .events import AgentFinished, Event, RunState
+from ..state.events import AgentFinished, Event, RunState
 
 
 class CliProgress:

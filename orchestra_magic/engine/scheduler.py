@@ -19,8 +19,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AgentError, BatchEntryError, TransientAgentError, spent_on
-from .events import (
+from ..errors import AgentError, BatchEntryError, TransientAgentError, spent_on
+from ..pricing import cost_usd, dollars
+from ..providers.base import AgentRequest, Completion, Provider, WorkerResult
+from ..runfolder.folder import RunFolder
+from ..runfolder.layout import SPEC
+from ..spec.model import Spec, Worker
+from ..spec.prompts import Prompts, extract_summary, worker_note
+from ..state.events import (
     AgentFinished,
     AgentRetrying,
     AgentStarted,
@@ -29,15 +35,10 @@ from .events import (
     RunState,
     RunStatus,
 )
+from ..tools.catalog import PythonTool
 from .executors import Executor, LocalExecutor
 from .planning import AgentPlan, initial_state, input_hash, plan_agents, render_request
-from .pricing import cost_usd, dollars
-from .prompts import Prompts, extract_summary, worker_note
-from .providers.base import AgentRequest, Completion, Provider, WorkerResult
-from .runfolder import SPEC, RunFolder
-from .spec import Spec, Worker
 from .throttle import Throttle
-from .tools import PythonTool
 
 Listener = Callable[[Event, RunState], None]
 

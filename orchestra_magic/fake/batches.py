@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .fakewire import ApiError, bad_request, check_auth, message_of, read_json, reply_to, validate
+from .wire import ApiError, bad_request, check_auth, message_of, read_json, reply_to, validate
 
 if TYPE_CHECKING:
-    from .fakeapi import FakeMessagesAPI
+    from .server import FakeMessagesAPI
 
 MAX_REQUESTS = 100_000
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .runfolder import write_atomic
-from .tools import current_context
+from ..runfolder.folder import write_atomic
+from .context import current_context
 
 MAX_READ_CHARS = 100_000
 MAX_WRITE_CHARS = 2_000_000

@@ -31,17 +31,9 @@ from typing import Protocol
 
 from filelock import FileLock, Timeout
 
-from .errors import RunFolderError
-from .events import AgentFinished, Event, RunFinished, RunState, event_from_dict, event_to_dict
-
-DEFAULT_ROOT = "orchestration"
-MANIFEST = "run.json"
-JOURNAL = "journal.jsonl"
-SPEC = "spec.yaml"
-LOCK = ".run.lock"
-URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memory://…, simplecache::s3://…
-LOCAL_PROTOCOLS = ("file", "local")
-
+from ..errors import RunFolderError
+from ..state.events import AgentFinished, Event, RunFinished, RunState, event_from_dict, event_to_dict
+from .layout import JOURNAL, LOCAL_PROTOCOLS, LOCK, MANIFEST, URL_PREFIX
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # what `write_atomic` writes before its rename
 
@@ -189,7 +181,7 @@ class LocalStore:
 
 def open_store(location: str | os.PathLike[str]) -> Store:
     if is_url(location):
-        from .storage import RemoteStore
+        from .remote import RemoteStore
 
         return RemoteStore(str(location))
     return LocalStore(local_path(location))
@@ -242,7 +234,7 @@ class RunFolder:
 
     @classmethod
     def _create_remote(cls, root: str, name: str) -> RunFolder:
-        from .storage import RemoteStore
+        from .remote import RemoteStore
 
         while True:
             try:
@@ -348,7 +340,7 @@ def find_run(root: str | os.PathLike[str], run: str | os.PathLike[str]) -> RunFo
 def run_folders(root: str | os.PathLike[str]) -> list[Path] | list[str]:
     """The run folders directly under `root` (those with a run.json), as paths or URLs."""
     if is_url(root):
-        from .storage import run_folders as remote_run_folders
+        from .remote import run_folders as remote_run_folders
 
         return remote_run_folders(str(root))
     return [manifest.parent for manifest in local_path(root).glob(f"*/{MANIFEST}")]

@@ -18,19 +18,16 @@ import difflib
 import importlib.util
 import inspect
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .threads import in_thread
+from ..errors import ConfigError
+from ..threads import in_thread
 
 if TYPE_CHECKING:
-    from .providers.base import AgentRequest
-    from .spec import Spec
+    from ..spec.model import Spec
 
 ToolFunction = Callable[..., Any]
 ToolsArg = Sequence[ToolFunction] | Mapping[str, ToolFunction]
@@ -142,7 +139,7 @@ def _check_names(names: Sequence[str], where: str, role: str) -> None:
 def _find(name: str, where: str, role: str, given: Mapping[str, ToolFunction],
           variables: Mapping[str, Any]) -> ToolFunction:
     if name in FILE_TOOLS:
-        from . import filetools
+        from . import files as filetools
 
         function: ToolFunction = getattr(filetools, name)
         return function
@@ -172,56 +169,3 @@ def load_tools_file(path: str) -> dict[str, ToolFunction]:
         raise ConfigError(f"--tools {path}: the file failed to load: {type(exc).__name__}: {exc}") from None
     return {name: value for name, value in vars(module).items()
             if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_")}
-
-
-# ---- where a running tool may keep files ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ToolContext:
-    """The agent a tool is running for, and its folders. `workspace` is inside `run_folder`."""
-
-    agent: str
-    run_folder: Path
-    workspace: Path
-
-
-_CURRENT: ContextVar[ToolContext | None] = ContextVar("orchestra_magic_tool_context", default=None)
-
-
-def workspace_of(request: AgentRequest) -> str:
-    """An agent's workspace, relative to the run folder: one folder per agent, so no agent can
-    reach another's files through the built-in write tool."""
-    if request.role == "worker":
-        return f"workspace/workers/{request.agent}"
-    return f"workspace/coordinators/{request.domain}"
-
-
-@contextmanager
-def tool_context(request: AgentRequest) -> Iterator[None]:
-    """Tools called inside this block run for `request`'s agent (a context variable, so each
-    agent's task, and the threads its sync tools run in, see their own)."""
-    run_folder = Path(request.run_folder) if request.run_folder else None
-    context = None if run_folder is None else ToolContext(request.agent, run_folder,
-                                                           run_folder / workspace_of(request))
-    token = _CURRENT.set(context)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
-
-
-def current_context() -> ToolContext:
-    context = _CURRENT.get()
-    if context is None:
-        raise RuntimeError("no agent is running a tool here: workspace() and the file tools work only "
-                           "inside a tool call of a run")
-    return context
-
-
-def workspace() -> Path:
-    """The calling agent's own folder inside the run folder, created on first use: the place for
-    files a Python tool makes. Call it from inside a tool (`om.workspace()`)."""
-    folder = current_context().workspace
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

@@ -25,10 +25,11 @@ from typing import Any
 import pydantic
 from anthropic.types import Message, ToolUseBlock
 
-from ..errors import AgentError, leave_spent
-from ..throttle import RateLimit
-from ..tools import server_tool, tool_context
-from .base import AgentRequest, Completion
+from ...engine.throttle import RateLimit
+from ...errors import AgentError, leave_spent
+from ...tools.catalog import server_tool
+from ...tools.context import tool_context
+from ..base import AgentRequest, Completion
 
 # One Messages call: the answer and what its rate-limit headers said (the throttle paces on the last).
 Turn = Callable[[dict[str, Any]], Awaitable[tuple[Message, RateLimit | None]]]

@@ -29,9 +29,9 @@ from pydantic import (
     ValidationError,
 )
 
-from .errors import SpecError
-from .pricing import price_of
-from .specyaml import MAX_ID_LENGTH, SAFE_ID, Expander, Path_, format_path, read_source, unknown_key
+from ..errors import SpecError
+from ..pricing import price_of
+from .source import MAX_ID_LENGTH, SAFE_ID, Expander, Path_, format_path, read_source, unknown_key
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # Names Windows will not create as files, whatever the extension.

@@ -11,10 +11,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .events import AgentState, Role, RunState
-from .prompts import Prompts, fence
-from .providers.base import AgentRequest, WorkerResult
-from .spec import Domain, Spec, Worker
+from ..providers.base import AgentRequest, WorkerResult
+from ..spec.model import Domain, Spec, Worker
+from ..spec.prompts import Prompts, fence
+from ..state.events import AgentState, Role, RunState
 
 
 @dataclass(frozen=True, slots=True)

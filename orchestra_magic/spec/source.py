@@ -17,7 +17,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from .errors import SpecError
+from ..errors import SpecError
 
 MAX_ID_LENGTH = 64
 MAX_WORKERS = 100_000

@@ -39,10 +39,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .fakelimits import RequestBucket
-from .faketext import tokens as _tokens
-from .faketools import SIMULATED_MARK as SIMULATED_MARK  # re-exported: tests and users read it here
-from .fakewire import (
+from .limits import RequestBucket
+from .text import tokens as _tokens
+from .tools import SIMULATED_MARK as SIMULATED_MARK  # re-exported: tests and users read it here
+from .wire import (
     ApiError,
     Reply,
     cacheable_prefix,
@@ -72,7 +72,7 @@ class FakeMessagesAPI:
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
                  stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None,
                  batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None) -> None:
-        from .fakebatch import FakeBatches  # here, not at the top: fakebatch builds on this module
+        from .batches import FakeBatches  # here, not at the top: fakebatch builds on this module
 
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
         # A requests-per-minute limit enforced like the API's (see fakelimits); None: unlimited.

@@ -37,9 +37,9 @@ from distributed.deploy.cluster import Cluster
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.protocol.pickle import dumps
 
-from .errors import AgentError, ConfigError, TransientAgentError, leave_spent, spent_on
+from ..errors import AgentError, ConfigError, TransientAgentError, leave_spent, spent_on
+from ..providers.base import AgentRequest, Completion, Provider
 from .executors import Executor
-from .providers.base import AgentRequest, Completion, Provider
 
 SEMAPHORE = "orchestra_magic"  # the cluster-wide cap every run on one cluster shares
 WATCH_EVERY = 0.2  # seconds between a worker's checks that the engine still wants its call

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from . import faketools
-from .faketext import sentence, simulated_text
-from .faketext import tokens as _tokens
+from . import tools as faketools
+from .text import sentence, simulated_text
+from .text import tokens as _tokens
 
 CHUNK_CHARS = 40  # characters per streamed delta
 

@@ -15,18 +15,18 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateError
 
-from .errors import SpecError
-from .spec import Templates
+from ..errors import SpecError
+from .model import Templates
 
-_HERE = Path(__file__).parent
+_PACKAGE = Path(__file__).parent.parent
 _SUMMARY = re.compile(r"<summary>(.*?)</summary>", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"</?\s*worker_result", re.IGNORECASE)
 
 
 def shipped_prompts_dir() -> Path:
     """`orchestra_magic/prompts` inside a wheel; the repo's top-level `prompts/` in a source checkout."""
-    inside = _HERE / "prompts"
-    return inside if inside.is_dir() else _HERE.parent / "prompts"
+    inside = _PACKAGE / "prompts"
+    return inside if inside.is_dir() else _PACKAGE.parent / "prompts"
 
 
 @cache

@@ -13,11 +13,15 @@ import html
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
-from .events import FINISHED, AgentState, RunState
-from .results import Run
+from ..results import Run
+from ..state.events import FINISHED, AgentState, RunState
+
+if TYPE_CHECKING:
+    from ..live import RunHandle
 
 _COLOURS = {"done": "#2e7d32", "skipped": "#607d8b", "running": "#1565c0", "failed": "#c62828",
             "cancelled": "#ef6c00", "pending": "#9e9e9e"}
@@ -91,7 +95,7 @@ class RunTree(w.VBox):  # type: ignore[misc]
 class RunView:
     """The whole tree for one run. `attach` switches it to a new run (after Retry failed)."""
 
-    def __init__(self, run: Run, *, on_stop: Callable[[], None], on_retry: Callable[[], None]) -> None:
+    def __init__(self, run: Run | RunHandle, *, on_stop: Callable[[], None], on_retry: Callable[[], None]) -> None:
         self.run = run
         self.bar = w.IntProgress(value=0, min=0, max=run.state.total, layout=w.Layout(width="320px"))
         self.header = w.HTML()
@@ -106,7 +110,7 @@ class RunView:
         self.widget.run_id = run.run_id
         self.attach(run)
 
-    def attach(self, run: Run) -> None:
+    def attach(self, run: Run | RunHandle) -> None:
         self.run = run
         groups: dict[str, list[AgentState]] = {}
         for agent in run.state.agents.values():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from .faketools import SIMULATED_MARK
+from .tools import SIMULATED_MARK
 
 _SUBJECTS = ("The available evidence", "Recent field data", "A review of the sources", "Comparative analysis",
              "The strongest study", "Independent replication", "The survey evidence", "Field monitoring")

@@ -32,7 +32,7 @@ from anthropic.types import Message
 from anthropic.types.messages import MessageBatch, MessageBatchResult
 from anthropic.types.messages.batch_create_params import Request
 
-from ..errors import AgentError, BatchEntryError
+from ...errors import AgentError, BatchEntryError
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]

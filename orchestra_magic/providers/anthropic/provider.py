@@ -22,13 +22,13 @@ import anthropic
 import httpx2  # the SDK's HTTP client (SDK 2.x)
 from anthropic.types import Message, TextBlockParam
 
-from ..errors import AgentError, ConfigError, TransientAgentError
-from ..throttle import RateLimit
-from .base import AgentRequest, Completion, Provider
-from .batching import Batcher, BatchPolicy, Sleep
+from ...engine.throttle import RateLimit
+from ...errors import AgentError, ConfigError, TransientAgentError
+from ..base import AgentRequest, Completion, Provider
+from .batches import Batcher, BatchPolicy, Sleep
 
 if TYPE_CHECKING:
-    from ..fakeapi import FakeMessagesAPI
+    from ...fake.server import FakeMessagesAPI
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -84,7 +84,7 @@ class AnthropicProvider(Provider):
             raise AgentError("the anthropic provider was not started")
         params = self._params(request)
         if request.tools:  # one Messages call per tool turn (a batch round per turn could take hours)
-            from .tools import complete_with_tools
+            from .toolloop import complete_with_tools
 
             return await complete_with_tools(self._turn, request, params)
         rate_limit = None
@@ -157,7 +157,7 @@ class OfflineProvider(AnthropicProvider):
         self.server: FakeMessagesAPI | None = None
 
     async def start(self) -> None:
-        from ..fakeapi import FakeMessagesAPI
+        from ...fake.server import FakeMessagesAPI
 
         self.server = FakeMessagesAPI(**self.fake_options)
         self.base_url = await self.server.start("127.0.0.1", 0)

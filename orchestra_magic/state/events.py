@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .pricing import dollars
+from ..pricing import dollars
 
 Status = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 Role = Literal["worker", "coordinator"]

@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import TYPE_CHECKING, Any
-
-from .errors import ConfigError
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .providers.base import AgentRequest, Completion, Provider
-    from .spec import Spec
-
-EXECUTORS = ("local", "dask")
-
+    from ..providers.base import AgentRequest, Completion, Provider
 
 class Executor(abc.ABC):
     """Runs agent calls somewhere. `start` before the run folder exists (so a wrong address is the
@@ -71,33 +65,3 @@ class LocalExecutor(Executor):
 
     def describe(self) -> str:
         return "local (this process)"
-
-
-def make_executor(executor: str | Executor | None, spec: Spec, *, scheduler: str | None = None,
-                  client: Any = None, concurrency: int | None = None,
-                  environment: tuple[str | None, str | None] = (None, None)) -> Executor:
-    """The executor for a run. Options win over the `environment`'s executor and scheduler, which win
-    over the spec's keys; at each level a scheduler address (or a `distributed.Client`) alone already
-    means dask, so going from a laptop to a cluster is one line: `scheduler: tcp://…` in the spec,
-    `--scheduler` on the command line, or `client=`."""
-    if isinstance(executor, Executor):
-        return executor
-    env_executor, env_scheduler = environment
-    name = (executor or ("dask" if scheduler or client is not None else None)
-            or env_executor or ("dask" if env_scheduler else None)
-            or spec.executor or ("dask" if spec.scheduler else "local"))
-    if name == "local":
-        if scheduler or client is not None:
-            raise ConfigError("a Dask scheduler or client was given but the executor is 'local'; "
-                              "use executor 'dask' (or drop the scheduler) to choose where agents run")
-        return LocalExecutor()
-    if name == "dask":
-        try:
-            from .dask_executor import DaskExecutor
-        except ImportError as exc:
-            raise ConfigError(f"the dask executor needs the 'distributed' package ({exc.msg}); "
-                              'install it with: pip install "orchestra_magic[dask]"') from None
-        return DaskExecutor(scheduler=scheduler or env_scheduler or spec.scheduler, client=client,
-                            cluster_concurrency=spec.cluster_concurrency,
-                            threads=concurrency or spec.concurrency)
-    raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -35,8 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, RunFolderError
-from .runfolder import JOURNAL, LOCK, MANIFEST, URL_PREFIX
+from ..errors import ConfigError, RunFolderError
+from .layout import JOURNAL, LOCK, MANIFEST, URL_PREFIX
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem

@@ -1,0 +1,16 @@
+"""The run folder's names, defined once: what each file is called and where a root's URL begins.
+
+Both stores (the local one in `folder`, the remote one in `remote`) read them from here.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_ROOT = "orchestration"
+MANIFEST = "run.json"
+JOURNAL = "journal.jsonl"
+SPEC = "spec.yaml"
+LOCK = ".run.lock"
+URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memory://…, simplecache::s3://…
+LOCAL_PROTOCOLS = ("file", "local")
