@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,18 @@ def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
                  "ORCHESTRA_ROOT", "ORCHESTRA_CONCURRENCY", "ORCHESTRA_EXECUTOR", "ORCHESTRA_SCHEDULER"):
         monkeypatch.delenv(name, raising=False)
 
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real IPython shell with the extension loaded, working in `tmp_path`; run cells with `helpers.cell`."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.chdir(tmp_path)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "orchestra_magic")
+    yield ip
+    ip.run_line_magic("unload_ext", "orchestra_magic")
+    InteractiveShell.clear_instance()
 
 
 @pytest.fixture(scope="session")

@@ -84,17 +84,27 @@ class Log:
         return lines
 
 
-def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], **kwargs: Any) -> om.Run:
-    """Run `spec` with the real SDK against `fake`, started for the run on 127.0.0.1."""
+def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any],
+                provider: Callable[[str], om.Provider] = lambda url: AnthropicProvider(base_url=url),
+                **kwargs: Any) -> om.Run:
+    """Run `spec` with the real SDK against `fake`, started for the run on 127.0.0.1; `provider` makes the
+    provider from the fake's base URL."""
 
     async def main() -> om.Run:
         base_url = await fake.start()
         try:
-            return await om.arun(spec, provider=AnthropicProvider(base_url=base_url), root=tmp_path, **kwargs)
+            return await om.arun(spec, provider=provider(base_url), root=tmp_path, **kwargs)
         finally:
             await fake.stop()
 
     return asyncio.run(main())
+
+
+def cell(ip: Any, source: str) -> Any:
+    """Run a notebook cell as a user would; errors are re-raised instead of printed."""
+    result = ip.run_cell(source, store_history=False)
+    result.raise_error()
+    return result.result
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import helpers
 import pytest
 from helpers import make_spec
 
@@ -30,14 +31,7 @@ def provider(fake: FakeMessagesAPI, **options: Any) -> AnthropicProvider:
 
 def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], retry: RetryPolicy = RETRY,
                 **options: Any) -> om.Run:
-    async def main() -> om.Run:
-        await fake.start()
-        try:
-            return await om.arun(spec, provider=provider(fake, **options), root=tmp_path, retry=retry)
-        finally:
-            await fake.stop()
-
-    return asyncio.run(main())
+    return helpers.run_against(fake, tmp_path, spec, lambda _: provider(fake, **options), retry=retry)
 
 
 def failing(task: str, kind: str) -> Callable[[dict[str, Any]], str | None]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cell
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -25,21 +25,9 @@ domains:
 
 
 @pytest.fixture
-def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.chdir(tmp_path)
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "orchestra_magic")
-    ip.user_ns.update(n=3, topic="caching")
-    yield ip
-    ip.run_line_magic("unload_ext", "orchestra_magic")
-    InteractiveShell.clear_instance()
-
-
-def cell(ip: InteractiveShell, source: str) -> Any:
-    """Run a cell as a user would; errors are re-raised instead of printed."""
-    result = ip.run_cell(source, store_history=False)
-    result.raise_error()
-    return result.result
+def shell(shell: InteractiveShell) -> InteractiveShell:
+    shell.user_ns.update(n=3, topic="caching")
+    return shell
 
 
 def test_the_cell_value_is_the_summaries_and_o_binds_the_run(shell: InteractiveShell, tmp_path: Path) -> None:

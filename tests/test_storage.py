@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
-from helpers import make_spec
+from helpers import cell, make_spec
 
 import orchestra_magic as om
 from orchestra_magic.engine.planning import initial_state
@@ -420,22 +420,9 @@ def test_a_local_run_never_imports_fsspec(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    monkeypatch.chdir(tmp_path)
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "orchestra_magic")
-    ip.user_ns["mine"] = om.PythonProvider(answer, answer)
-    yield ip
-    ip.run_line_magic("unload_ext", "orchestra_magic")
-    InteractiveShell.clear_instance()
-
-
-def cell(ip: Any, source: str) -> Any:
-    result = ip.run_cell(source, store_history=False)
-    result.raise_error()
-    return result.result
+def shell(shell: Any) -> Any:
+    shell.user_ns["mine"] = om.PythonProvider(answer, answer)
+    return shell
 
 
 SPEC = "name: nb\ndomains:\n  - name: a\n    coordinator: Sum up.\n    workers:\n      - task: One\n      - task: Two\n"
