@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .api import SpecSource, prepared
 from .engine.scheduler import Engine
 from .errors import RunFolderError
-from .results import Run
+from .results import Markdown, Run
 from .runfolder.folder import RunFolder
 from .runfolder.layout import SPEC
 from .state.events import RunState
@@ -110,13 +110,18 @@ class RunHandle:
         """As `Run.agents`, for the run as it is now."""
         return self.result.agents
 
+    @property
+    def results(self) -> pd.DataFrame:
+        """As `Run.results`, for the run as it is now (workers not finished yet have missing fields)."""
+        return self.result.results
+
     def read_text(self, relative: str) -> str:
         return self.result.read_text(relative)
 
-    def output(self, worker_id: str) -> str:
+    def output(self, worker_id: str) -> Markdown:
         return self.result.output(worker_id)
 
-    def synthesis(self, domain: str) -> str:
+    def synthesis(self, domain: str) -> Markdown:
         return self.result.synthesis(domain)
 
     def stop(self) -> None:

@@ -11,13 +11,18 @@ with `Run.synthesis(domain)` or `Run.output(worker_id)` when you need it.
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import RunFolderError, UsageError
 from .runfolder.folder import RunFolder, run_folders
+from .runfolder.layout import SPEC, answer_path
+from .spec.model import Spec, load_spec
+from .spec.output import fields
 from .state.events import AgentState, RunState
 
 if TYPE_CHECKING:
@@ -74,7 +79,48 @@ class Run:
                 "output_tokens": sum(a.output_tokens for a in members),
                 "cost_usd": _total_cost(members),
             })
-        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({"cost_usd": float})  # None -> NaN
+            rows[-1].update(self._answer(coordinator, skip=("summary",)))
+        frame = pd.DataFrame(rows)
+        columns = SUMMARY_COLUMNS + [c for c in frame.columns if c not in SUMMARY_COLUMNS]
+        return frame.reindex(columns=columns).astype({"cost_usd": float})  # None -> NaN
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """The workers' typed answers (where `roles.worker.output` is declared): one row per worker, a
+        column per field with the schema's types, plus `agent` and `domain`. Indexed like the input: a
+        `for_each` DataFrame's index labels, a list's positions (a worker not made by `for_each` is
+        indexed by its id), so `df.join(run.results)` lines the answers up with their rows. A worker
+        without an answer (failed, not run yet) has its fields missing. Read from the `workers/<id>.json`
+        files on each access: the notebook holds only these small values."""
+        import pandas as pd
+
+        schema = self._spec.settings("worker").output
+        if schema is None:
+            raise UsageError(f"the workers of run {self.run_id} declare no `output`, so they have no typed results; "
+                             "add roles.worker.output to the spec (see docs/spec.md), or read run.output(id)")
+        types = fields(schema)
+        rows, index = [], []
+        for domain, worker in self._spec.workers:
+            agent = self.state.agents.get(worker.id)
+            answer = self._answer(agent) if agent is not None else {}
+            rows.append({**{f: answer.get(f) for f in types}, "agent": worker.id, "domain": domain.name})
+            index.append(worker.id if worker.key is None else worker.key)
+        frame = pd.DataFrame(rows, index=pd.Index(index), columns=[*types, "agent", "domain"])
+        return frame.astype(types)
+
+    @cached_property
+    def _spec(self) -> Spec:
+        return load_spec(self._folder.read_text(SPEC))
+
+    def _answer(self, agent: AgentState, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """An agent's typed answer from its JSON file; {} when it has none (no `output`, or not done)."""
+        if agent.status not in ("done", "skipped"):
+            return {}
+        try:
+            answer = json.loads(self._folder.read_text(answer_path(agent.path)))
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in answer.items() if k not in skip} if isinstance(answer, dict) else {}
 
     @property
     def agents(self) -> pd.DataFrame:
@@ -97,13 +143,14 @@ class Run:
         """A file of the run folder, by its path relative to the folder (as in `AgentState.path`)."""
         return self._folder.read_text(relative)
 
-    def synthesis(self, domain: str) -> str:
-        """The full synthesis of `domain`'s coordinator, read from the run folder."""
-        return self._output_of(f"coordinator:{domain}", "domain", domain)
+    def synthesis(self, domain: str) -> Markdown:
+        """The full synthesis of `domain`'s coordinator, read from the run folder: a `str` that a notebook
+        shows as Markdown, with its summary set off rather than its <summary> tags shown."""
+        return Markdown(self._output_of(f"coordinator:{domain}", "domain", domain))
 
-    def output(self, worker_id: str) -> str:
-        """The full output of one worker, read from the run folder."""
-        return self._output_of(worker_id, "worker", worker_id)
+    def output(self, worker_id: str) -> Markdown:
+        """The full output of one worker, read from the run folder (a `str`, shown as Markdown)."""
+        return Markdown(self._output_of(worker_id, "worker", worker_id))
 
     def _output_of(self, key: str, kind: str, name: str) -> str:
         """An agent's output file; a `UsageError` that says why when the name is unknown or the agent
@@ -130,6 +177,20 @@ class Run:
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.state.counts.items()) if n)
         return f"<Run {self.run_id} {self.status}: {counts}; {self.path}>"
+
+
+_SUMMARY_SECTION = re.compile(r"<summary>(.*?)</summary>", re.DOTALL | re.IGNORECASE)
+
+
+class Markdown(str):
+    """An agent's text: still a `str` (print it, search it, save it), shown as Markdown in a notebook.
+    The coordinator's <summary> section is shown as a quoted "Summary" paragraph, not as raw tags
+    (which Markdown would pass through as an HTML element)."""
+
+    __slots__ = ()
+
+    def _repr_markdown_(self) -> str:
+        return _SUMMARY_SECTION.sub(lambda m: "\n\n> **Summary.** " + " ".join(m.group(1).split()) + "\n\n", self)
 
 
 def _total_cost(agents: list[AgentState]) -> float | None:

@@ -68,7 +68,7 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
         agent=plan.key, role=plan.role, domain=domain.name, task=task, system=system, prompt=prompt,
         model=settings.model, max_tokens=settings.max_tokens, effort=settings.effort,
         thinking=settings.thinking, mode=settings.mode, tools=settings.tools,
-        max_tool_turns=settings.max_tool_turns, inputs=inputs,
+        max_tool_turns=settings.max_tool_turns, inputs=inputs, output=settings.output,
     )
 
 
@@ -78,5 +78,7 @@ def input_hash(request: AgentRequest, provider: str) -> str:
                 request.system, request.prompt]
     if request.tools:  # added only when used, so runs without tools keep their hashes
         material += [list(request.tools), request.max_tool_turns]
+    if request.output is not None:  # likewise: a typed answer depends on its schema
+        material += [request.output]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
 import time
 from collections import deque
@@ -23,7 +24,8 @@ from ..errors import AgentError, BatchEntryError, TransientAgentError, spent_on
 from ..pricing import cost_usd, dollars
 from ..providers.base import AgentRequest, Completion, Provider, WorkerResult
 from ..runfolder.folder import RunFolder
-from ..runfolder.layout import SPEC
+from ..runfolder.layout import SPEC, answer_path
+from ..spec.answers import InvalidAnswer, parse_answer, render_answer
 from ..spec.model import Spec, Worker
 from ..spec.prompts import Prompts, extract_summary, worker_note
 from ..state.events import (
@@ -209,7 +211,7 @@ class Engine:
                 return
             digest = input_hash(request, self.provider.identity)
             status, old_hash = self.prior.get(plan.key, ("", ""))
-            if status in ("done", "skipped") and old_hash == digest and self.folder.exists(plan.path):
+            if status in ("done", "skipped") and old_hash == digest and self._output_whole(plan, request):
                 old = self.state.agents[plan.key]
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
                                          input_tokens=old.input_tokens, output_tokens=old.output_tokens,
@@ -233,6 +235,7 @@ class Engine:
             attempt, refused = attempt + 1, False
             try:
                 completion = await self._attempt(plan, request, attempt)
+                answer = _typed(request, completion)
             except BatchEntryError as exc:  # retried at once as a Messages call, not in another batch round
                 error, retry_after = str(exc), exc.retry_after
                 failures += 1
@@ -252,7 +255,7 @@ class Engine:
             except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
                 return self._fail(plan, f"{type(exc).__name__}: {exc}", spent)
             else:
-                return await self._succeed(plan, completion, digest, spent)
+                return await self._succeed(plan, completion, digest, spent, answer)
             if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 return self._fail(plan, f"gave up after {tries}; last error: {error}", spent)
@@ -284,26 +287,36 @@ class Engine:
         self.throttle.release(token, ok=True, rate_limit=completion.rate_limit)
         return completion
 
-    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str, spent: list[Completion]) -> None:
-        """Journal first, then the file: if the process dies in between, the file is missing and a resume
-        redoes the agent; an output on disk is therefore always recorded, and never paid for twice."""
-        text = completion.text if completion.text.endswith("\n") else completion.text + "\n"
+    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str, spent: list[Completion],
+                       answer: dict[str, Any] | None = None) -> None:
+        """Journal first, then the files: if the process dies in between, a file is missing and a resume
+        redoes the agent; an output on disk is therefore always recorded, and never paid for twice. A
+        typed answer's JSON is written before its readable `.md`, which is the file a resume looks for."""
+        text = completion.text if answer is None else render_answer(answer, summary_field=not plan.worker)
+        text = text if text.endswith("\n") else text + "\n"
         usage = self._usage(plan.key, [*spent, completion])
         summary, cut, note = "", False, ""
         if plan.worker:
             note = worker_note(text)
         else:
-            summary, cut = extract_summary(text, self.spec.summary_words, plan.path)
+            summary, cut = extract_summary(_summary_source(text, answer), self.spec.summary_words, plan.path)
         done = AgentFinished(
             agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest, summary=summary,
             summary_cut=cut, note=note, batch=completion.batch,
         )
         self._emit(done)
         try:
+            if answer is not None:
+                await self.folder.write_output(answer_path(plan.path), json.dumps(answer, ensure_ascii=False) + "\n")
             await self.folder.write_output(plan.path, text)
         except OSError as exc:  # the answer was paid for: the failure keeps its tokens and cost
             self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", summary="",
                                            error=_file_error(exc, self.folder.path)))
+
+    def _output_whole(self, plan: AgentPlan, request: AgentRequest) -> bool:
+        """An agent's output is there: its file, and its JSON too where its role declares an `output`."""
+        return self.folder.exists(plan.path) and (request.output is None
+                                                  or self.folder.exists(answer_path(plan.path)))
 
     def _fail(self, plan: AgentPlan, error: str, spent: Sequence[Completion] = ()) -> None:
         self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error,
@@ -392,6 +405,27 @@ class Engine:
             self._snapshot()
         finally:  # the journal's descriptor (or a URL store's writer threads) must not outlive the run
             self.folder.close()
+
+
+def _typed(request: AgentRequest, completion: Completion) -> dict[str, Any] | None:
+    """The answer's JSON where the role declares an `output`. One that does not fit is a failed attempt
+    (retried at once, as the next answer may fit), which keeps what it was billed for."""
+    if request.output is None:
+        return None
+    try:
+        return parse_answer(completion.text, request.output)
+    except InvalidAnswer as exc:
+        error = TransientAgentError(str(exc), retry_after=0.0)
+        error.spent = completion
+        raise error from None
+
+
+def _summary_source(text: str, answer: dict[str, Any] | None) -> str:
+    """Where a coordinator's summary comes from: its answer's `summary` field when it has one, else
+    the <summary> section of its text."""
+    if answer is not None and isinstance(answer.get("summary"), str):
+        return f"<summary>{answer['summary']}</summary>"
+    return text
 
 
 def _file_error(exc: OSError, folder: object) -> str:

@@ -145,7 +145,7 @@ class FakeBatches:
             body = validate(params, need_max_tokens=True)
             if body.get("stream"):
                 raise bad_request("stream: not supported in a message batch")
-            reply = reply_to(body)
+            reply = reply_to(body, invalid=self.api.break_answer(body))
         except ApiError as exc:
             return _errored(exc.kind, exc.message)
         if (kind := self._fault(params)) is not None:

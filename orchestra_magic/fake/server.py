@@ -14,6 +14,8 @@ What it simulates:
 - `max_tokens`: text longer than allowed is cut, with `stop_reason: "max_tokens"`.
 - Authentication (`x-api-key` or `Authorization: Bearer`), body validation, and injected 429 / 529 /
   500 errors drawn from a seeded RNG, all with the real error body shape and headers.
+- Structured outputs (`output_config.format`): JSON that fits the schema (see `structured`); a seeded
+  `invalid_rate` of them made not to fit, counted in `faults["invalid"]`.
 - Latency before the first byte, token usage estimates (about 4 characters per token), rate-limit
   headers, and `POST /v1/messages/count_tokens`.
 - The Message Batches endpoints, on the same server (see `fakebatch`; records in `batches`).
@@ -54,6 +56,7 @@ from .wire import (
     sse,
     stream_events,
     validate,
+    wants_schema,
 )
 
 RATE_LIMIT = 1_000_000  # advertised when no --rpm limit is enforced: a figure no run reaches
@@ -71,7 +74,8 @@ class FakeMessagesAPI:
     def __init__(self, *, latency_ms: float = 0, error_rate: float = 0.0, seed: int = 0,
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
                  stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None,
-                 batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+                 batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None,
+                 invalid_rate: float = 0.0) -> None:
         from .batches import FakeBatches  # here, not at the top: fakebatch builds on this module
 
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
@@ -81,6 +85,8 @@ class FakeMessagesAPI:
         # Faults beyond error statuses: a stream cut off halfway (the connection drops), and an answer
         # that stalls for `stall_ms` (longer than a client's timeout).
         self.cut_rate, self.stall_rate, self.stall_ms = cut_rate, stall_rate, stall_ms
+        # Structured answers (`output_config.format`) made not to fit their schema, at this seeded rate.
+        self.invalid_rate = invalid_rate
         self.faults: Counter[str] = Counter()
         self.cache: Counter[str] = Counter()  # prompt-cache "write"s and "read"s
         self._cached: set[str] = set()
@@ -181,7 +187,8 @@ class FakeMessagesAPI:
         if isinstance(body, dict):
             self.requests.append(body)
         check_auth(request)
-        reply = reply_to(validate(body, need_max_tokens=True))
+        body = validate(body, need_max_tokens=True)
+        reply = reply_to(body, invalid=self.break_answer(body))
         self._check_rate()
         if (error := self._injected_error()) is not None:
             raise error
@@ -207,6 +214,11 @@ class FakeMessagesAPI:
         self.cache[("read" if hit else "write")] += 1
         rest = max(1, reply.input_tokens - tokens)
         return replace(reply, input_tokens=rest, cache_read=tokens if hit else 0, cache_write=0 if hit else tokens)
+
+    def break_answer(self, body: dict[str, Any]) -> bool:
+        """Whether this structured answer is to be made invalid (drawn only for requests with a schema,
+        so runs without one see the same seeded faults as before)."""
+        return wants_schema(body) and self._fault("invalid", self.invalid_rate)
 
     def _fault(self, kind: str, rate: float) -> bool:
         hit = rate > 0 and self._rng.random() < rate

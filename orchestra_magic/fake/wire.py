@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import structured
 from . import tools as faketools
 from .text import sentence, simulated_text
 from .text import tokens as _tokens
@@ -109,10 +110,20 @@ def _task(body: dict[str, Any]) -> str:
     return _text_of(body["messages"][0].get("content"), "messages.0.content")
 
 
-def reply_to(body: dict[str, Any]) -> Reply:
+def wants_schema(body: dict[str, Any]) -> bool:
+    """The request asks for structured output (`output_config.format`); a malformed one is a 400."""
+    try:
+        return structured.requested_schema(body) is not None
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+
+
+def reply_to(body: dict[str, Any], invalid: bool = False) -> Reply:
+    """The answer to a validated request. `invalid`: a structured answer is made not to fit its schema."""
     system, prompt = prompt_of(body)
     if (wrong := faketools.problem(body)) is not None:
         raise bad_request(wrong)
+    wants_schema(body)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     blocks: list[dict[str, Any]] = []
     if faketools.thinking_requested(body):
@@ -128,7 +139,7 @@ def reply_to(body: dict[str, Any]) -> Reply:
         blocks.append(faketools.tool_use_block(tool, digest))
         stop = "tool_use"
     else:
-        text = faketools.with_quotes(simulated_text(system, prompt, body["model"]), body, blocks)
+        text = _final_text(body, system, prompt, blocks, digest, invalid)
         stop = "end_turn"
         room = body["max_tokens"] - sum(_tokens(b["thinking"]) for b in blocks if b["type"] == "thinking")
         if _tokens(text) > room:  # thinking counts against max_tokens too
@@ -136,6 +147,16 @@ def reply_to(body: dict[str, Any]) -> Reply:
         blocks.append({"type": "text", "text": text})
     return Reply(tuple(blocks), stop, input_tokens, _tokens(faketools.written(blocks)),
                   server_tool_use=tuple(server.usage.items()))
+
+
+def _final_text(body: dict[str, Any], system: str, prompt: str, blocks: list[dict[str, Any]], digest: str,
+                invalid: bool) -> str:
+    schema = structured.requested_schema(body)
+    if schema is None:
+        return faketools.with_quotes(simulated_text(system, prompt, body["model"]), body, blocks)
+    rng = random.Random(int(digest, 16))
+    answer = structured.fitting_answer(schema, rng)
+    return json.dumps(structured.broken(answer, schema, rng) if invalid else answer)
 
 
 def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..engine.throttle import RateLimit
 from ..state.events import Role
@@ -49,6 +50,7 @@ class AgentRequest:
     inputs: tuple[WorkerResult, ...] = ()
     tool_functions: Mapping[str, PythonTool] = field(default_factory=dict)  # the Python ones among `tools`
     run_folder: str = ""  # absolute; where the built-in file tools and `workspace()` work
+    output: Mapping[str, Any] | None = None  # the JSON Schema the answer must fit (`roles.<role>.output`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,11 @@ class Provider(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what `start` acquired."""
+
+    def output_problem(self, role: Role) -> str | None:
+        """Why this provider cannot give `role`'s agents typed answers (`roles.<role>.output`), or None
+        when it can. Asked before anything runs, so a run is never half done before the mismatch shows."""
+        return None
 
     def for_workers(self) -> Provider:
         """A copy to run in other processes (the dask executor's workers): picklable, not started, and

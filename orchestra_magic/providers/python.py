@@ -7,12 +7,18 @@ progress, resume and results as LLM runs. Sync callables run in a thread so the 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
+from pydantic import BaseModel
+
+from ..state.events import Role
 from ..threads import in_thread
 from .base import AgentRequest, Completion, Provider
 
-AgentFunction = Callable[[AgentRequest], "str | Completion | Awaitable[str | Completion]"]
+Answer = str | Mapping[str, Any] | BaseModel | Completion
+AgentFunction = Callable[[AgentRequest], "Answer | Awaitable[Answer]"]
 
 
 def list_coordinator(request: AgentRequest) -> str:
@@ -30,7 +36,9 @@ def _last_line(text: str) -> str:
 
 class PythonProvider(Provider):
     """`worker(request)` returns the worker's output text; `coordinator(request)` the synthesis, with
-    its summary inside <summary></summary> (see `list_coordinator`)."""
+    its summary inside <summary></summary> (see `list_coordinator`). Where the role declares an
+    `output` (`request.output`), the function returns a dict or a pydantic model instance instead,
+    which the engine checks against the schema like any provider's answer."""
 
     name = "python"
 
@@ -50,7 +58,33 @@ class PythonProvider(Provider):
             result = await in_thread(function, request)
             if inspect.isawaitable(result):
                 result = await result
-        return result if isinstance(result, Completion) else Completion(text=str(result))
+        return result if isinstance(result, Completion) else Completion(text=_text(result))
+
+    def output_problem(self, role: Role) -> str | None:
+        function = self.worker if role == "worker" else self.coordinator
+        if function is list_coordinator:
+            return ("the python provider's default coordinator writes text; pass coordinator=fn returning a "
+                    "dict or a pydantic model to give coordinators an `output`")
+        if _returns(function) in (str, "str"):
+            return (f"the python provider's {role} function {_qualname(function)} is declared to return str; "
+                    f"with roles.{role}.output it must return a dict or a pydantic model")
+        return None
+
+
+def _returns(function: object) -> object:
+    try:
+        return inspect.signature(function).return_annotation  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a callable with no signature to read
+        return None
+
+
+def _text(result: object) -> str:
+    """An answer as the text the engine reads: a dict or a pydantic model as its JSON."""
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    if isinstance(result, Mapping):
+        return json.dumps(dict(result), default=str)
+    return str(result)
 
 
 def _qualname(function: object) -> str:

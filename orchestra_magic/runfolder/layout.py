@@ -14,3 +14,8 @@ SPEC = "spec.yaml"
 LOCK = ".run.lock"
 URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memory://…, simplecache::s3://…
 LOCAL_PROTOCOLS = ("file", "local")
+
+
+def answer_path(output_path: str) -> str:
+    """Where a typed answer's JSON lies: beside its readable `.md` (`workers/<id>.json`)."""
+    return output_path.removesuffix(".md") + ".json"

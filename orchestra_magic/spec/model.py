@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -31,6 +32,7 @@ from pydantic import (
 
 from ..errors import SpecError
 from ..pricing import price_of
+from .output import output_schema
 from .source import MAX_ID_LENGTH, SAFE_ID, Expander, Path_, format_path, read_source, unknown_key
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -76,17 +78,25 @@ def _thinking_value(value: object) -> int | str:
 
 Thinking = Annotated[int | str, PlainValidator(_thinking_value)]
 Text = Annotated[StrictStr, AfterValidator(_check_text)]
+# The shape of an answer: a field map, a JSON Schema or a pydantic model, held as one JSON Schema.
+OutputSchema = Annotated[dict[str, Any], BeforeValidator(output_schema)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+RowKey = StrictInt | StrictFloat | StrictStr | bool
+
+
 class Worker(_Model):
-    """One narrow task; its full output goes to ``workers/<id>.md``."""
+    """One narrow task; its full output goes to ``workers/<id>.md``. `key` is the label of the input row a
+    ``for_each`` made it from (a DataFrame's index label, else the position), which `run.results` is
+    indexed by so it joins back to the input."""
 
     id: SafeId
     task: Text
+    key: RowKey | None = None
 
 
 class Domain(_Model):
@@ -117,6 +127,7 @@ class RoleSettings(_Model):
     mode: Mode | None = None
     tools: tuple[Text, ...] | None = None
     max_tool_turns: StrictInt | None = Field(None, ge=1, le=100)
+    output: OutputSchema | None = None  # the shape of each answer of this role (roles only: no top-level one)
 
 
 class Roles(_Model):
@@ -135,6 +146,7 @@ class AgentSettings:
     mode: Mode
     tools: tuple[str, ...]  # server tools (web_search, web_fetch, code_execution) or Python tools by name
     max_tool_turns: int  # how many tool-use round trips one agent may take
+    output: dict[str, Any] | None = None  # the JSON Schema each answer must fit, if the role declares one
 
 
 class Spec(_Model):
@@ -170,12 +182,16 @@ class Spec(_Model):
         """A role's settings: its override where it has one, else the top level's."""
         override: RoleSettings = getattr(self.roles, role)
         fields = ("model", "max_tokens", "effort", "thinking", "mode", "tools", "max_tool_turns")
-        values = [getattr(self, f) if getattr(override, f) is None else getattr(override, f) for f in fields]
-        return AgentSettings(*values)
+        values = {f: getattr(self, f) if getattr(override, f) is None else getattr(override, f) for f in fields}
+        return AgentSettings(**values, output=override.output)
 
     def to_yaml(self) -> str:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~10x faster on 10,000 workers
         data = _protect(self.model_dump(mode="json"))
+        for domain in data["domains"]:
+            for worker in domain["workers"]:
+                if worker.get("key") is None:  # only for_each rows have one
+                    worker.pop("key", None)
         return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
 
 

@@ -24,6 +24,7 @@ MAX_WORKERS = 100_000
 MAX_VALUES = 1_000_000  # keys and items in a spec's YAML, aliases expanded
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 FOR_EACH_KEYS = ("for_each", "as", "id", "task")
+OUTPUT_PATH_LENGTH = 3  # ("roles", <role>, "output")
 
 Path_ = tuple[str | int, ...]
 
@@ -118,6 +119,8 @@ class Expander:
         return out
 
     def render_tree(self, value: Any, path: Path_, variables: Mapping[str, Any]) -> Any:
+        if _names_a_model(value, path, variables):
+            return variables[value.strip()]  # `output: Price`: the pydantic model of that name (the notebook's)
         if isinstance(value, str):
             return self.render(value, path, variables)
         if isinstance(value, dict):
@@ -165,42 +168,89 @@ class Expander:
         name = entry.get("as", "item")
         if not isinstance(name, str) or not name.isidentifier():
             raise self.error(f"`as:` must be a variable name, got {name!r}", (*path, "as"))
-        items = self.items(entry["for_each"], (*path, "for_each"))
+        keys, items = self.items(entry["for_each"], (*path, "for_each"))
         out = []
-        for item in items:
-            variables = {**self.variables, name: item}
-            worker = {"task": self.render_tree(entry["task"], (*path, "task"), variables)}
+        for row_key, item in zip(keys, items, strict=True):
+            variables = {"key": row_key, **self.variables, name: item}  # the caller's own `key` variable wins
+            worker: dict[str, Any] = {"task": self.render_tree(entry["task"], (*path, "task"), variables),
+                                      "key": row_key}
             if entry.get("id") is not None:
                 worker["id"] = self.render_tree(entry["id"], (*path, "id"), variables)
             out.append(worker)
         return out
 
-    def items(self, value: Any, path: Path_) -> list[Any]:
+    def items(self, value: Any, path: Path_) -> tuple[list[RowKey], list[Any]]:
+        """The items of a `for_each` and the key of each: a DataFrame's rows (as mappings of their
+        fields) keyed by its index, or a sequence's items keyed by position."""
         if isinstance(value, str):
-            expression = value.strip().removeprefix("{{").removesuffix("}}").strip()
+            value = self.evaluate(value, path)
+        if is_dataframe(value):
+            keys, items = dataframe_rows(value)
+        else:
+            if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+                raise self.error(f"for_each needs a list of items (or a DataFrame), got {_what(value)}", path)
             try:
-                # The variables go in as one dict: as keywords, a variable named `self` would clash.
-                value = self.env.compile_expression(expression, undefined_to_none=False)(self.variables)
-                if isinstance(value, Undefined):
-                    str(value)  # StrictUndefined raises here, naming the missing variable
+                items = list(value)
             except Exception as exc:
-                raise self.error(f"cannot evaluate {expression!r}: {_describe_exception(exc)}", path) from None
-        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-            got = "nothing" if value is None else type(value).__name__
-            raise self.error(f"for_each needs a list of items, got {got}", path)
-        try:
-            items = list(value)
-        except Exception as exc:
-            raise self.error(f"cannot list the items: {_describe_exception(exc)}", path) from None
+                raise self.error(f"cannot list the items: {_describe_exception(exc)}", path) from None
+            keys = list(range(len(items)))
         if not items:
             raise self.error("for_each produced no items", path)
-        return items
+        return keys, items
+
+    def evaluate(self, text: str, path: Path_) -> Any:
+        expression = text.strip().removeprefix("{{").removesuffix("}}").strip()
+        try:
+            # The variables go in as one dict: as keywords, a variable named `self` would clash.
+            value = self.env.compile_expression(expression, undefined_to_none=False)(self.variables)
+            if isinstance(value, Undefined):
+                str(value)  # StrictUndefined raises here, naming the missing variable
+        except Exception as exc:
+            raise self.error(f"cannot evaluate {expression!r}: {_describe_exception(exc)}", path) from None
+        return value
+
+
+RowKey = int | float | str | bool
+
+
+def is_dataframe(value: object) -> bool:
+    """A pandas DataFrame, told by its shape rather than by importing pandas (which loading a spec must
+    not need): iterating one gives its column names, so it must be read as rows instead."""
+    return all(hasattr(value, name) for name in ("columns", "index", "to_dict", "iterrows"))
+
+
+def dataframe_rows(frame: Any) -> tuple[list[RowKey], list[dict[str, Any]]]:
+    """Each row as a mapping of its fields (plain Python values), and its index label as the key. A label
+    that is not a plain scalar (a timestamp, a tuple of a MultiIndex) becomes its text."""
+    rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    keys = [_plain_key(label) for label in frame.index.tolist()]
+    return keys, rows
+
+
+def _plain_key(label: Any) -> RowKey:
+    return label if isinstance(label, int | float | str | bool) else str(label)
+
+
+def _what(value: Any) -> str:
+    """What a refused `for_each` was given, in words, with what iterating it would have produced."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} (iterating it gives its {len(value)} keys; pass a list of its values)"
+    if isinstance(value, str | bytes):
+        return f"a {type(value).__name__} of {len(value)} characters (iterating it gives the characters)"
+    return type(value).__name__
 
 
 def _describe_exception(exc: Exception) -> str:
     if isinstance(exc, TemplateError):
         return exc.message or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
+
+
+def _names_a_model(value: Any, path: Path_, variables: Mapping[str, Any]) -> bool:
+    return (isinstance(value, str) and len(path) == OUTPUT_PATH_LENGTH and path[0] == "roles"
+            and path[-1] == "output" and value.strip() in variables and isinstance(variables[value.strip()], type))
 
 
 def _is_for_each(value: Any) -> bool:

@@ -109,6 +109,9 @@ class AnthropicProvider(Provider):
         }
         if request.effort is not None:
             params["output_config"] = {"effort": request.effort}
+        if request.output is not None:  # structured outputs: the API constrains the answer to the schema
+            params["output_config"] = {**params.get("output_config", {}),
+                                       "format": {"type": "json_schema", "schema": dict(request.output)}}
         if request.thinking == "adaptive":
             params["thinking"] = {"type": "adaptive"}
         elif request.thinking is not None:
