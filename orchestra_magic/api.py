@@ -106,6 +106,7 @@ async def prepared(
         raise ConfigError(f"the built-in file tools ({', '.join(used)}) work in a local run folder, and the root "
                           f"{options.root} is a URL; use a local or mounted root, or drop them from `tools:`")
     backend = make_provider(options.provider)
+    _check_output(loaded, backend)
     runner = make_executor(options.executor, loaded, scheduler=options.scheduler, client=options.client,
                            concurrency=options.concurrency,
                            environment=(options.env_executor, options.env_scheduler))
@@ -130,6 +131,13 @@ async def prepared(
     finally:
         if folder:
             folder.unlock()
+
+
+def _check_output(spec: Spec, provider: Provider) -> None:
+    """A role with an `output` needs a provider that can give typed answers: ask before anything runs."""
+    for role in ("worker", "coordinator"):
+        if spec.settings(role).output is not None and (problem := provider.output_problem(role)):
+            raise ConfigError(problem)
 
 
 async def arun(spec: SpecSource, **kwargs: Any) -> Run:

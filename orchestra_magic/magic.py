@@ -235,7 +235,9 @@ class _Job:
             from .display.widget import header_text
 
             print(header_text(self.run.state, time.time()))
-        return self.run.summaries
+        from .display.tables import SummaryFrame
+
+        return SummaryFrame(self.run.summaries)  # a DataFrame that shows each summary whole
 
     def interrupted(self) -> None:
         self.render()

@@ -50,8 +50,10 @@ class DomainRow:
 
     def _build_details(self) -> None:
         self.table = w.HTML()
-        workers = [a.agent for a in self.agents if a.role == "worker"]
-        self.picker = w.Dropdown(options=workers, description="output of", layout=w.Layout(width="320px"))
+        # Syntheses first (the coordinator's, and any below it), then the workers' outputs.
+        files = [(f"synthesis ({a.agent})", a.agent) for a in self.agents if a.role != "worker"]
+        files += [(a.agent, a.agent) for a in self.agents if a.role == "worker"]
+        self.picker = w.Dropdown(options=files, description="output of", layout=w.Layout(width="320px"))
         show = w.Button(description="read file", icon="file-text-o")
         self.preview = w.HTML()
         show.on_click(lambda _: self._show_output())
