@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import RunFolderError, UsageError
 from .runfolder.folder import RunFolder, run_folders
 from .runfolder.layout import SPEC, answer_path
-from .spec.model import Spec, load_spec
-from .spec.output import fields
 from .state.events import AgentState, RunState
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .spec.model import Spec
 
 SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing", "summary_cut",
                    "synthesis_path", "input_tokens", "output_tokens", "cost_usd"]
@@ -94,6 +94,8 @@ class Run:
         files on each access: the notebook holds only these small values."""
         import pandas as pd
 
+        from .spec.output import fields  # here: loading the magic must not import pydantic
+
         schema = self._spec.settings("worker").output
         if schema is None:
             raise UsageError(f"the workers of run {self.run_id} declare no `output`, so they have no typed results; "
@@ -110,6 +112,8 @@ class Run:
 
     @cached_property
     def _spec(self) -> Spec:
+        from .spec.model import load_spec
+
         return load_spec(self._folder.read_text(SPEC))
 
     def _answer(self, agent: AgentState, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -66,6 +66,18 @@ def test_the_quickstart_notebook_runs_top_to_bottom_offline(workdir: Path) -> No
     assert "vector-db-review" in outputs(explored, 2)
 
 
+def test_the_rows_to_columns_notebook_fans_out_a_real_table_and_plots_the_typed_answers(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLES / "rows_to_columns.ipynb", tmp_path)
+    nb = execute(nbformat.read(tmp_path / "rows_to_columns.ipynb", as_version=4), tmp_path)
+    assert [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"] == []
+    joined = next(i for i, c in enumerate(nb.cells) if c.source.startswith("answers = "))
+    assert "'confidence': dtype('float64')" in outputs(nb, joined)
+    assert "342 penguins, 342 answered" in outputs(nb, joined)
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    synthesis = nb.cells[-1].outputs[0]["data"]
+    assert "text/markdown" in synthesis and "<summary>" not in synthesis["text/markdown"]
+
+
 def test_a_background_run_awaited_in_a_later_cell_saves_its_final_widget_state(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [

@@ -267,7 +267,7 @@ def test_results_without_an_output_say_how_to_get_them(tmp_path: Path) -> None:
     run = om.run({"domains": [{"name": "p", "coordinator": "c", "workers": [{"task": "t"}]}]},
                  provider="offline", root=tmp_path)
     with pytest.raises(om.UsageError, match="declare no `output`"):
-        run.results
+        _ = run.results
 
 
 # --- The python provider --------------------------------------------------------------------------------------
@@ -359,3 +359,15 @@ def test_the_cell_shows_each_summary_whole_and_wrapped(tmp_path: Path) -> None:
     text = repr(shown)
     assert " ".join(text.split()).endswith(f"d: {long}") and max(map(len, text.splitlines())) <= 200
     assert "…" not in text and "..." not in text
+
+
+def test_the_tree_opens_a_synthesis_as_it_opens_worker_outputs(tmp_path: Path) -> None:
+    from orchestra_magic.display.widget import RunView
+
+    run = om.run(quotes(), provider=PythonProvider(quote), root=tmp_path)
+    domain = RunView(run, on_stop=lambda: None, on_retry=lambda: None).domains[0]
+    domain.toggle.value = True
+    assert [label for label, _ in domain.picker.options] == ["synthesis (coordinator:p)", "p-1", "p-2"]
+    domain.picker.value = "coordinator:p"
+    domain._show_output()
+    assert "2 of 2 workers in p produced results." in domain.preview.value

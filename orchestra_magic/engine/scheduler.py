@@ -25,7 +25,6 @@ from ..pricing import cost_usd, dollars
 from ..providers.base import AgentRequest, Completion, Provider, WorkerResult
 from ..runfolder.folder import RunFolder
 from ..runfolder.layout import SPEC, answer_path
-from ..spec.answers import InvalidAnswer, parse_answer, render_answer
 from ..spec.model import Spec, Worker
 from ..spec.prompts import Prompts, extract_summary, worker_note
 from ..state.events import (
@@ -41,6 +40,7 @@ from ..tools.catalog import PythonTool
 from .executors import Executor, LocalExecutor
 from .planning import AgentPlan, initial_state, input_hash, plan_agents, render_request
 from .throttle import Throttle
+from .typed import answer_text, summary_source, typed_answer
 
 Listener = Callable[[Event, RunState], None]
 
@@ -235,7 +235,7 @@ class Engine:
             attempt, refused = attempt + 1, False
             try:
                 completion = await self._attempt(plan, request, attempt)
-                answer = _typed(request, completion)
+                answer = typed_answer(request, completion)
             except BatchEntryError as exc:  # retried at once as a Messages call, not in another batch round
                 error, retry_after = str(exc), exc.retry_after
                 failures += 1
@@ -292,14 +292,13 @@ class Engine:
         """Journal first, then the files: if the process dies in between, a file is missing and a resume
         redoes the agent; an output on disk is therefore always recorded, and never paid for twice. A
         typed answer's JSON is written before its readable `.md`, which is the file a resume looks for."""
-        text = completion.text if answer is None else render_answer(answer, summary_field=not plan.worker)
-        text = text if text.endswith("\n") else text + "\n"
+        text = answer_text(completion, answer, coordinator=not plan.worker)
         usage = self._usage(plan.key, [*spent, completion])
         summary, cut, note = "", False, ""
         if plan.worker:
             note = worker_note(text)
         else:
-            summary, cut = extract_summary(_summary_source(text, answer), self.spec.summary_words, plan.path)
+            summary, cut = extract_summary(summary_source(text, answer), self.spec.summary_words, plan.path)
         done = AgentFinished(
             agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest, summary=summary,
             summary_cut=cut, note=note, batch=completion.batch,
@@ -405,27 +404,6 @@ class Engine:
             self._snapshot()
         finally:  # the journal's descriptor (or a URL store's writer threads) must not outlive the run
             self.folder.close()
-
-
-def _typed(request: AgentRequest, completion: Completion) -> dict[str, Any] | None:
-    """The answer's JSON where the role declares an `output`. One that does not fit is a failed attempt
-    (retried at once, as the next answer may fit), which keeps what it was billed for."""
-    if request.output is None:
-        return None
-    try:
-        return parse_answer(completion.text, request.output)
-    except InvalidAnswer as exc:
-        error = TransientAgentError(str(exc), retry_after=0.0)
-        error.spent = completion
-        raise error from None
-
-
-def _summary_source(text: str, answer: dict[str, Any] | None) -> str:
-    """Where a coordinator's summary comes from: its answer's `summary` field when it has one, else
-    the <summary> section of its text."""
-    if answer is not None and isinstance(answer.get("summary"), str):
-        return f"<summary>{answer['summary']}</summary>"
-    return text
 
 
 def _file_error(exc: OSError, folder: object) -> str:

@@ -16,6 +16,7 @@ from .text import sentence
 from .tools import SIMULATED_MARK
 
 MAX_DEPTH = 8  # a schema nested deeper than this gets empty objects and lists below it
+_SHARES = frozenset({"confidence", "probability", "share", "ratio", "score", "likelihood"})
 
 
 def requested_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -65,8 +66,8 @@ def _typed(schema: Mapping[str, Any], defs: Mapping[str, Any], rng: random.Rando
     if kind == "array":
         count = rng.randint(1, 3) if depth < MAX_DEPTH else 0
         return [_value(schema.get("items") or {"type": "string"}, defs, rng, name, depth + 1) for _ in range(count)]
-    if kind == "number":
-        return round(rng.uniform(1, 500), 2)
+    if kind == "number":  # a share for names that say so, else a plausible figure
+        return round(rng.random(), 2) if name in _SHARES else round(rng.uniform(1, 500), 2)
     if kind == "integer":
         return rng.randint(1, 100)
     if kind == "boolean":
