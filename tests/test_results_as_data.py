@@ -28,7 +28,7 @@ from orchestra_magic.spec.model import load_spec
 FIELDS = {"price": "number", "currency": "string", "tiers": ["string"], "units": "integer", "notes": "string"}
 DTYPES = {"price": "float64", "currency": "str", "tiers": "object", "units": "Int64", "notes": "str",
           "agent": "str", "domain": "str"}
-FAST = RetryPolicy(attempts=3, base=0.001)
+FAST = RetryPolicy(attempts=6, base=0.001)  # 10 % invalid six times in a row: one agent in a million
 BATCHES = BatchPolicy(quiet=0.05, first_poll=0.01, max_poll=0.05)
 
 
@@ -313,7 +313,7 @@ def test_a_python_function_whose_answer_does_not_fit_fails_naming_the_field(tmp_
     run = om.run(quotes(), provider=PythonProvider(bad_quote), root=tmp_path, retry=FAST)
     errors = run.agents[run.agents.role == "worker"].error
     assert errors.str.contains("price: expected a number, got 'cheap'").all()
-    assert (run.agents[run.agents.role == "worker"].attempts == 3).all()
+    assert (run.agents[run.agents.role == "worker"].attempts == FAST.attempts).all()
 
 
 @pytest.mark.parametrize(("provider", "spec", "fragment"), [
@@ -371,3 +371,18 @@ def test_the_tree_opens_a_synthesis_as_it_opens_worker_outputs(tmp_path: Path) -
     domain.picker.value = "coordinator:p"
     domain._show_output()
     assert "2 of 2 workers in p produced results." in domain.preview.value
+
+
+def test_in_a_shell_a_namespace_dataframe_and_model_drive_the_cell_and_the_summary_shows_whole(shell: Any) -> None:
+    from helpers import cell
+
+    shell.user_ns.update(table=vendors(3), Price=Price)
+    shown = cell(shell, "%%orchestrate --provider offline -o run\nroles:\n  worker:\n    output: Price\n"
+                        "domains:\n  - name: p\n    coordinator: Compare.\n    workers:\n"
+                        "      - for_each: '{{ table }}'\n        as: row\n        task: 'Price {{ row.vendor }}.'\n")
+    handle = shell.user_ns["run"]
+    assert type(handle.summaries) is pd.DataFrame and isinstance(shown, pd.DataFrame)
+    summary = handle.summaries.summary.iloc[0]
+    assert len(summary) > 50 and summary in shown._repr_html_() and summary in " ".join(repr(shown).split())
+    joined = shell.user_ns["table"].join(handle.results)
+    assert joined.price.dtype == "float64" and joined.price.notna().all() and len(joined) == 3
