@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--latency-ms", type=_milliseconds, default=0.0)
     fake.add_argument("--error-rate", type=_share, default=0.0, help="share of requests answered 429, 529 or 500")
     fake.add_argument("--seed", type=int, default=0)
+    fake.add_argument("--invalid-rate", type=_share, default=0.0,
+                      help="share of structured answers (output_config.format) made not to fit their schema")
     fake.add_argument("--cut-rate", type=_share, default=0.0, help="share of streams cut off halfway")
     fake.add_argument("--stall-rate", type=_share, default=0.0, help="share of answers that stall")
     fake.add_argument("--stall-ms", type=_milliseconds, default=5000.0, help="how long a stalled answer waits")
@@ -160,7 +162,7 @@ def _fake_api(args: argparse.Namespace) -> int:
         raise UsageError("--rpm-burst shapes the limit --rpm sets: give --rpm too")
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
-          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms)
+          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate)
     return 0
 
 

@@ -98,6 +98,18 @@ def test_failed_agents_make_the_exit_code_1(tmp_path: Path) -> None:
     assert f"to run the others again: orchestra run {spec} --resume {folder.name}" in result.stderr
 
 
+def test_answers_the_fake_breaks_fail_their_agents_naming_the_field(tmp_path: Path) -> None:
+    spec = tmp_path / "typed.yaml"
+    spec.write_text("attempts: 1\nroles:\n  worker:\n    output: {price: number}\ndomains:\n  - name: a\n"
+                    "    coordinator: c\n    workers:\n      - task: t\n")
+    with fake_api("--invalid-rate", "1") as env:  # every structured answer made not to fit
+        result = orchestra("run", str(spec), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    (folder,) = (tmp_path / "orchestration").iterdir()
+    worker = next(a for a in json.loads((folder / "run.json").read_text())["agents"] if a["agent"] == "a-1")
+    assert "the answer does not fit the output schema: price: " in worker["error"]
+
+
 def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
     spec = tmp_path / "slow.yaml"
     spec.write_text("concurrency: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
@@ -122,6 +134,7 @@ def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
     (["--rpm", "-5"], "argument --rpm: must be at least 1, got -5"),
     (["--rpm", "0"], "argument --rpm: must be at least 1, got 0"),
     (["--error-rate", "1.5"], "argument --error-rate: a share of requests goes from 0 to 1, got 1.5"),
+    (["--invalid-rate", "2"], "argument --invalid-rate: a share of requests goes from 0 to 1, got 2"),
     (["--latency-ms", "-1"], "argument --latency-ms: a time cannot be negative, got -1"),
     (["--rpm-burst", "3"], "--rpm-burst shapes the limit --rpm sets: give --rpm too"),
 ])
