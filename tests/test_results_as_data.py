@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pytest
@@ -386,3 +386,62 @@ def test_in_a_shell_a_namespace_dataframe_and_model_drive_the_cell_and_the_summa
     assert len(summary) > 50 and summary in shown._repr_html_() and summary in " ".join(repr(shown).split())
     joined = shell.user_ns["table"].join(handle.results)
     assert joined.price.dtype == "float64" and joined.price.notna().all() and len(joined) == 3
+
+
+# --- Checking an answer -----------------------------------------------------------------------------------------
+
+class Address(BaseModel):
+    city: str
+    zip: str | None = None
+
+
+class Company(BaseModel):
+    name: str
+    size: Literal["small", "large"]
+    offices: list[Address]
+    public: bool
+    founded: int | None
+
+
+COMPANY = load_spec({"roles": {"worker": {"output": Company}}, "domains": [
+    {"name": "p", "coordinator": "c", "workers": [{"task": "t"}]}]}).settings("worker").output
+GOOD = {"name": "Acme", "size": "small", "offices": [{"city": "Lyon", "zip": None}], "public": True, "founded": 1990}
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({}, ""),
+    ({"founded": 1990.0}, ""),
+    ({"founded": None}, ""),
+    ({"size": "medium"}, "size: 'medium' is not one of ['small', 'large']"),
+    ({"public": 1}, "public: expected a boolean, got 1"),
+    ({"founded": "1990"}, "founded: '1990' fits none of the allowed shapes"),
+    ({"offices": [{"city": "Lyon"}, {"zip": "1"}]}, "offices[1].city: missing"),
+    ({"offices": [{"city": 7}]}, "offices[0].city: expected a string, got 7"),
+    ({"ceo": "X"}, "ceo: not a field of the schema"),
+], ids=["fits", "integer-as-whole-float", "optional-null", "enum", "bool-for-number", "any-of", "nested-missing",
+        "nested-type", "extra-field"])
+def test_an_answer_that_does_not_fit_names_the_field(change: dict[str, Any], problem: str) -> None:
+    from orchestra_magic.spec.answers import InvalidAnswer, parse_answer
+
+    assert COMPANY is not None
+    text = json.dumps({**GOOD, **change})
+    if not problem:
+        assert parse_answer(text, COMPANY) == json.loads(text)
+        return
+    with pytest.raises(InvalidAnswer) as caught:
+        parse_answer(text, COMPANY)
+    assert str(caught.value) == f"the answer does not fit the output schema: {problem}"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_fake_answers_a_pydantic_schema_with_json_that_fits_and_breaks_it_when_asked(seed: int) -> None:
+    import random
+
+    from orchestra_magic.fake.structured import broken, fitting_answer
+    from orchestra_magic.spec.answers import InvalidAnswer, parse_answer
+
+    assert COMPANY is not None
+    answer = fitting_answer(COMPANY, random.Random(seed))
+    assert parse_answer(json.dumps(answer), COMPANY) == answer
+    with pytest.raises(InvalidAnswer):
+        parse_answer(json.dumps(broken(answer, COMPANY, random.Random(seed))), COMPANY)
