@@ -102,6 +102,31 @@ def test_for_each_over_what_is_not_rows_is_refused_saying_what_was_given(value: 
     assert "\n" not in str(caught.value) and caught.value.path == "domains[0].workers[0].for_each"
 
 
+class Columns:
+    """A table that is not a pandas DataFrame (as polars' and arrow's are): iterating it gives its columns."""
+
+    columns = ("vendor",)
+
+    def __iter__(self) -> Any:
+        return iter(self.columns)
+
+
+class PolarsLike(Columns):
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [{"vendor": "Acme"}, {"vendor": "Bolt"}]
+
+
+def test_other_tables_give_their_rows_or_are_refused_but_never_their_columns() -> None:
+    def workers(table: object) -> list[tuple[str, Any]]:
+        spec = load_spec({"domains": [{"name": "p", "coordinator": "c", "workers": [
+            {"for_each": "{{ t }}", "task": "{{ item.vendor }}"}]}]}, {"t": table})
+        return [(w.task, w.key) for w in spec.domains[0].workers]
+
+    assert workers(PolarsLike()) == [("Acme", 0), ("Bolt", 1)]
+    with pytest.raises(SpecError, match="for_each got a Columns, a table whose iteration gives its columns"):
+        workers(Columns())
+
+
 def test_loading_a_spec_and_the_engine_import_no_pandas() -> None:
     code = ("import sys, orchestra_magic.spec.model, orchestra_magic.engine.scheduler; "
             "print('pandas' in sys.modules)")

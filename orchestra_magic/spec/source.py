@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,9 @@ class Expander:
             value = self.evaluate(value, path)
         if is_dataframe(value):
             keys, items = dataframe_rows(value)
+        elif hasattr(value, "columns"):  # another table (polars, arrow): iterating it would give its columns
+            items = _table_rows(value, lambda message: self.error(message, path))
+            keys = list(range(len(items)))
         else:
             if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
                 raise self.error(f"for_each needs a list of items (or a DataFrame), got {_what(value)}", path)
@@ -225,6 +228,15 @@ def dataframe_rows(frame: Any) -> tuple[list[RowKey], list[dict[str, Any]]]:
     rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
     keys = [_plain_key(label) for label in frame.index.tolist()]
     return keys, rows
+
+
+def _table_rows(table: Any, error: Callable[[str], SpecError]) -> list[Any]:
+    """The rows of a table other than a pandas DataFrame, keyed by position: polars' `to_dicts()`, or
+    refused (iterating a table gives its columns, not its rows)."""
+    if callable(getattr(table, "to_dicts", None)):
+        return list(table.to_dicts())
+    raise error(f"for_each got a {type(table).__name__}, a table whose iteration gives its columns; pass a "
+                "pandas DataFrame or a list of row mappings")
 
 
 def _plain_key(label: Any) -> RowKey:
