@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
 from typing import Any
 
 import pytest
@@ -51,13 +51,65 @@ def test_any_yaml_of_a_structure_loads_or_raises_a_spec_error(tree: Any) -> None
 
 @pytest.mark.parametrize("name", ["..", "../escape", "/etc/passwd", "a/b", "a\\b", "nul", "CON", "com1", "x" * 65,
                                   "bad\x00name", "раздел", "ａ", "a b", "", ".hidden"])
-def test_names_that_could_escape_the_run_folder_are_refused(name: str, tmp_path: Path) -> None:
-    spec = {"domains": [{"name": "ok", "coordinator": "c", "workers": [{"id": name, "task": "t"}]}]}
-    with pytest.raises(SpecError):
-        load_spec(spec)
-    with pytest.raises(SpecError):
-        load_spec({"domains": [{"name": name, "coordinator": "c", "workers": [{"task": "t"}]}]})
-    assert list(tmp_path.iterdir()) == []
+def test_names_that_could_escape_the_run_folder_are_refused_by_the_spec(name: str) -> None:
+    for spec in ({"domains": [{"name": "ok", "coordinator": "c", "workers": [{"id": name, "task": "t"}]}]},
+                 {"domains": [{"name": name, "coordinator": "c", "workers": [{"task": "t"}]}]}):
+        with pytest.raises(SpecError, match=r"^spec error at domains\[0\]\.(name|workers\[0\]\.id)"):
+            load_spec(spec)
+
+
+def one_worker(**worker: Any) -> dict[str, Any]:
+    return {"domains": [{"name": "a", "coordinator": "c", "workers": [worker]}]}
+
+
+ALIASED = ("big: &big " + "x" * 100_000 + "\ndomains:\n  - name: d\n    coordinator: c\n    workers:\n"
+           + "      - task: *big\n" * 20_000)  # 2 MB of YAML that is 2 GB once its aliases are expanded
+NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+DOUBLING_MACRO = "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+HOSTILE = [  # each took seconds to minutes and gigabytes before it failed (or never finished)
+    pytest.param({"name": "{{ 'a' * 10**9 }}", **one_worker(task="t")}, "name", "1,000,000,000 characters",
+                 id="a-billion-characters"),
+    pytest.param(ALIASED, r"domains\[0\]\.workers\[\d+\]\.task \(line \d+\)", "passes 50,000,000 characters",
+                 id="a-100KB-scalar-aliased-20000-times"),
+    pytest.param(one_worker(for_each="{{ [0] * 10**6 }}", task="t"), r"domains\[0\]\.workers\[0\]\.for_each",
+                 "1,000,000 items", id="a-million-items-in-for_each"),
+    pytest.param(one_worker(task=NESTED_LOOPS), r"domains\[0\]\.workers\[0\]\.task", "loop rounds and calls",
+                 id="nested-range-loops"),
+    pytest.param(one_worker(task=DOUBLING_MACRO), r"domains\[0\]\.workers\[0\]\.task", "loop rounds and calls",
+                 id="a-macro-that-doubles-its-work"),
+    pytest.param(one_worker(task="{{ 'a'.ljust(10**9) }}"), r"domains\[0\]\.workers\[0\]\.task",
+                 "width or count of 1,000,000,000", id="a-str-method-given-a-huge-width"),
+    pytest.param(one_worker(task="{{ 'a' | center(10**9) }}"), r"domains\[0\]\.workers\[0\]\.task",
+                 "width or count of 1,000,000,000", id="a-filter-given-a-huge-width"),
+    pytest.param(one_worker(task="{{ '%0999999999d' % 1 }}"), r"domains\[0\]\.workers\[0\]\.task",
+                 "width of a million", id="a-huge-format-width"),
+    pytest.param(one_worker(task="{% set s = 'a' * 10**6 %}{% set s = s ~ s %}{{ s }}"),
+                 r"domains\[0\]\.workers\[0\]\.task", "2,000,000 characters", id="a-join-past-the-limit"),
+    pytest.param(one_worker(task="{% for i in range(100000) %}{{ 'a' * 100 }}{% endfor %}"),
+                 r"domains\[0\]\.workers\[0\]\.task", "text it renders passes", id="a-rendered-value-too-long"),
+    pytest.param({"domains": [{"name": f"d{n}", "coordinator": "c",
+                               "workers": [{"for_each": "{{ range(100000) }}", "task": "t"}]} for n in range(20)]},
+                 r"domains\[1\]\.workers\[0\]\.for_each", "a run has at most 100,000", id="20-domains-of-100000"),
+]
+
+
+@pytest.mark.timeout(20)  # the refusals take well under a second (benchmarks/hostile_specs.py); hung, they'd take hours
+@pytest.mark.parametrize(("source", "key", "problem"), HOSTILE)
+def test_a_spec_that_would_expand_without_bound_is_refused_naming_the_key(source: Any, key: str, problem: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_spec(source)
+    message = str(caught.value)
+    assert re.match(rf"spec error at {key}: ", message) and "\n" not in message, message
+    assert problem in message, message
+
+
+def test_templates_within_the_limits_still_render() -> None:
+    task = ("{% for i in range(3) %}{{ i }}{% endfor %} {{ '{:,}'.format(10**9) }} {{ 5000000000 | filesizeformat }} "
+            "{{ 'ab' * 3 }} {{ x | upper }} {{ '%05d' % 42 }} {{ 'a'.ljust(3) }}|")
+    spec = load_spec({"domains": [{"name": "a", "coordinator": "c",
+                                   "workers": [{"for_each": "{{ range(1000) }}", "task": task}]}]}, {"x": "hi"})
+    assert spec.domains[0].workers[0].task == "012 1,000,000,000 5.0 GB ababab HI 00042 a  |"
+    assert len(spec.domains[0].workers) == 1000
 
 
 @pytest.mark.parametrize("expression", ["{{ ''.__class__.__mro__ }}", "{{ x.__class__.__subclasses__() }}",
