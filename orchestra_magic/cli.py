@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -32,8 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (argparse prints the whole usage first), still exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orchestra", description="Run many LLM agents; keep only summaries.")
+    parser = _Parser(prog="orchestra", description="Run many LLM agents; keep only summaries.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a spec (or resume a run) and print the summaries")
@@ -103,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         tools = load_tools_file(args.tools)
     try:
         with progress:
-            result = run(args.spec, provider=args.provider, root=args.root, concurrency=args.concurrency,
+            result = run(Path(args.spec), provider=args.provider, root=args.root, concurrency=args.concurrency,
                          resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,),
                          tools=tools, executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt:

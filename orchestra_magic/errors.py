@@ -86,3 +86,8 @@ def spent_on(exc: BaseException | None) -> list[Completion]:
 class BatchEntryError(TransientAgentError):
     """An agent's own entry in a Message Batch errored (overload, server error) or expired. The engine
     retries it as a plain Messages call, so a few failed entries do not wait another batch round."""
+
+
+def shown(name: str, limit: int = 120) -> str:
+    """A name (a path, a run id) as an error message shows it: a 5,000-character one would bury the message."""
+    return name if len(name) <= limit else f"{name[:limit]}… ({len(name):,} characters)"

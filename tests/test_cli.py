@@ -56,7 +56,7 @@ def test_resume_of_a_finished_run_calls_nothing_again(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "missing.yaml", "--provider", "offline"], "spec file not found: missing.yaml"),
+        (["run", "missing.yaml", "--provider", "offline"], "no such file: missing.yaml"),
         (["run", "bad.yaml", "--provider", "offline"],
          "spec error at domains[0].workers[0].taks (line 5): unknown key"),
         (["run", str(QUICKSTART), "--provider", "nope"], "unknown provider 'nope'"),

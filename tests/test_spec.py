@@ -62,7 +62,7 @@ BAD_SPECS = [
     bad("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(  # "billion laughs": 10^7 values from 9 lines
         f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
         "", None, "over 1,000,000 values once its YAML aliases", "alias-bomb"),
-    bad("no/such/dir/spec.yaml", "", None, "spec file not found: no/such/dir/spec.yaml", "missing-spec-file"),
+    bad("no/such/dir/spec.yaml", "", None, "no such file: no/such/dir/spec.yaml", "missing-spec-file"),
     # Settings
     bad("concurrency: 0\n" + ONE_DOMAIN, "concurrency", 1, "greater than or equal to 1 (got 0)", "concurrency-zero"),
     bad("concurrency: 5000\n" + ONE_DOMAIN, "concurrency", 1, "less than or equal to 1000 (got 5000)",
@@ -195,7 +195,7 @@ def test_a_dict_spec_has_paths_but_no_lines() -> None:
 
 
 def test_a_missing_spec_path_object_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="spec file not found"):
+    with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "absent.yaml")
 
 

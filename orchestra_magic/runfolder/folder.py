@@ -31,7 +31,7 @@ from typing import Protocol
 
 from filelock import FileLock, Timeout
 
-from ..errors import RunFolderError
+from ..errors import RunFolderError, shown
 from ..state.events import AgentFinished, Event, RunFinished, RunState, event_from_dict, event_to_dict
 from .layout import JOURNAL, LOCAL_PROTOCOLS, LOCK, MANIFEST, URL_PREFIX
 
@@ -127,7 +127,7 @@ class LocalStore:
         return (self.location / relative).read_text(encoding="utf-8")
 
     def exists(self, relative: str) -> bool:
-        return (self.location / relative).is_file()
+        return os.path.isfile(self.location / relative)  # False for a name too long, not an OSError
 
     def append_journal(self, line: str, durable: bool) -> None:
         """One small write, whole lines only (O_APPEND): on record as soon as it returns."""
@@ -247,7 +247,7 @@ class RunFolder:
     def open(cls, path: str | os.PathLike[str]) -> RunFolder:
         folder = cls(path)
         if not folder.exists(MANIFEST):
-            raise RunFolderError(f"{folder.path} is not a run folder (it has no {MANIFEST})")
+            raise RunFolderError(f"{shown(str(folder.path))} is not a run folder (it has no {MANIFEST})")
         return folder
 
     def where(self, relative: str) -> str:
@@ -332,7 +332,7 @@ def find_run(root: str | os.PathLike[str], run: str | os.PathLike[str]) -> RunFo
         candidate = RunFolder(join(str(root), name))
         if candidate.exists(MANIFEST) or not Path(name).exists():
             return RunFolder.open(candidate.path)
-    elif (local_path(root) / name).is_dir() or not Path(name).exists():  # a missing one is named under root
+    elif os.path.isdir(local_path(root) / name) or not os.path.exists(name):  # a missing one is named under root
         return RunFolder.open(local_path(root) / name)
     return RunFolder.open(Path(name))
 

@@ -8,6 +8,7 @@ can name the key path and line of any problem it finds later.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 from jinja2 import StrictUndefined, TemplateError, Undefined
 
-from ..errors import SpecError
+from ..errors import SpecError, shown
 from .sandbox import BoundedSandbox, checked
 
 MAX_ID_LENGTH = 64
@@ -32,18 +33,32 @@ Path_ = tuple[str | int, ...]
 
 
 def read_source(source: str | Path | Mapping[str, Any]) -> tuple[Any, dict[Path_, int]]:
+    """A dict as it is; a `Path`, or one line naming a file that exists (whatever its suffix) or ending
+    in .yaml, read from that file; any other text parsed as YAML."""
     if isinstance(source, Mapping):
         return dict(source), {}
     if not isinstance(source, str | Path):
         raise SpecError(f"a spec is YAML text, a .yaml path or a dict, not a {type(source).__name__}")
-    if isinstance(source, Path) or (
-        "\n" not in source and source.strip().lower().endswith((".yaml", ".yml"))
-    ):
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError(f"spec file not found: {path}")
-        source = path.read_text(encoding="utf-8")
-    return _parse_yaml(source)
+    if isinstance(source, Path) or ("\n" not in source and (
+            os.path.isfile(source) or source.strip().lower().endswith((".yaml", ".yml")))):
+        return _parse_yaml(_read_file(Path(source)))
+    data, lines = _parse_yaml(source)
+    if isinstance(data, str) and "\n" not in source and ":" not in source:  # a name, not a spec: a missing file?
+        raise SpecError(f"no such file: {shown(source)} (and as YAML text it is not a spec either)")
+    return data, lines
+
+
+def _read_file(path: Path) -> str:
+    if os.path.isdir(path):
+        raise SpecError(f"{shown(str(path))} is a folder, not a spec file")
+    if not os.path.isfile(path):  # False, not an error, for a name too long or with a NUL in it
+        raise SpecError(f"no such file: {shown(str(path))}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{shown(str(path))} is not UTF-8 text; a spec is a YAML file") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {shown(str(path))}: {exc.strerror or exc}") from None
 
 
 def _parse_yaml(text: str) -> tuple[Any, dict[Path_, int]]:
