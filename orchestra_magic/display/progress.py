@@ -1,64 +1,118 @@
-"""Terminal progress for long runs: one bar for the run and one per domain, on stderr (rich).
+"""Terminal progress for long runs, on stderr (rich): a line for the run and a few for its domains.
 
-A view only: it renders the engine's `RunState` and never changes it. rich redraws at most 10 times a
-second from its own thread, so the per-event cost here is a dictionary update, whatever the agent count.
+A view only: it renders the engine's `RunState` and never changes it. The work is bounded whatever the
+run's size: an event costs a dictionary update, and each refresh (4 a second, from rich's own thread)
+draws the run's line and at most `rows` domain lines, the domains with the latest activity, then one
+line for the others ("… and 990 more domains"). Adding a rich task per domain, as this view once did,
+redrew every bar at each add: 31.6 s of CPU inside the engine's event loop before the first event of
+a 1,000-domain run (see benchmarks/progress.py).
+
+Done, failed, cancelled and skipped agents are counted apart, on every line and in the last frame
+of a stopped run, and a bar fills only with the agents that finished well (done or skipped).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 
-from ..state.events import AgentFinished, Event, RunState
+from ..state.events import Event, RunFinished, RunState
+
+MAX_DOMAIN_ROWS = 8
+_APART = ("failed", "cancelled", "running", "pending")  # shown after "done", each only when there are some
 
 
 class CliProgress:
     """Use as a context manager around a run; pass `update` to the run as a listener."""
 
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), console=console, refresh_per_second=10, transient=False,
-        )
+    def __init__(self, console: Console, rows: int = MAX_DOMAIN_ROWS) -> None:
+        self.console = console
+        self.rows = rows
         self.run_id = ""
-        self._run_task: TaskID | None = None
-        self._domains: dict[str, TaskID] = {}
-        self._domain_done: dict[str, int] = {}
+        self._state: RunState | None = None
+        self._sizes: dict[str, int] = {}  # agents per domain: fixed for the run, counted once
+        self._recent: OrderedDict[str, None] = OrderedDict()  # at most `rows` domains, latest activity last
+        self._lock = threading.Lock()  # `_recent` is written by the engine, read by rich's refresh thread
+        self._live: Live | None = None
 
     def __enter__(self) -> CliProgress:
         return self  # the display starts with the first event, so an early error prints alone
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._run_task is not None:
-            self.progress.stop()
+        if self._live is not None:
+            self._live.stop()  # draws the last frame: the run's final status and counts
 
     def update(self, event: Event, state: RunState) -> None:
-        if self._run_task is None:
+        if self._live is None:
             self._start(state)
-        assert self._run_task is not None
-        counts = state.counts
-        info = (f"{counts['running']} running, {counts['failed']} failed · "
-                f"{state.input_tokens + state.output_tokens:,} tokens" + (f" · {state.cost()}" if state.cost() else "")
-                + (f" · {state.waits()}" if state.rate_limited else ""))
-        self.progress.update(self._run_task, completed=state.finished, info=info)
-        if isinstance(event, AgentFinished):
-            agent = state.agents[event.agent]
-            self._domain_done[agent.domain] += 1
-            self.progress.update(self._domains[agent.domain], completed=self._domain_done[agent.domain])
+        if isinstance(event, RunFinished):
+            return
+        domain = state.agents[event.agent].domain
+        with self._lock:
+            self._recent[domain] = None
+            self._recent.move_to_end(domain)
+            if len(self._recent) > self.rows:
+                self._recent.popitem(last=False)
+
+    def frame(self) -> RenderableType:
+        """What the terminal shows now: the run's line, the latest domains' lines, a line for the rest."""
+        state = self._state
+        if state is None:
+            return ""
+        with self._lock:
+            recent = list(reversed(self._recent))
+        grid = Table.grid(padding=(0, 1))
+        for _ in range(4):
+            grid.add_column(no_wrap=True)
+        success = state.counts["done"] + state.counts["skipped"]
+        grid.add_row(escape(f"{state.run_id} [{state.status}]"), _bar(success, state.total, state.counts["failed"]),
+                     f"{success:,}/{state.total:,} agents done", _run_info(state))
+        for domain in recent:
+            counts, size = state.domain_counts[domain], self._sizes[domain]
+            success = counts["done"] + counts["skipped"]
+            grid.add_row(f"  {escape(domain)}", _bar(success, size, counts["failed"]), f"{success:,}/{size:,}",
+                         _apart(counts))
+        if (hidden := len(self._sizes) - len(recent)) > 0:
+            grid.add_row(f"  … and {hidden:,} more domain{'s' if hidden != 1 else ''}", "", "", "")
+        return grid
 
     def _start(self, state: RunState) -> None:
-        self.progress.start()
-        self.run_id = state.run_id
-        self._run_task = self.progress.add_task(escape(state.run_id), total=state.total, info="")
+        self._state, self.run_id = state, state.run_id
+        for agent in state.agents.values():
+            self._sizes[agent.domain] = self._sizes.get(agent.domain, 0) + 1
+        self._live = Live(console=self.console, get_renderable=self.frame, refresh_per_second=4, transient=False)
+        self._live.start()
         if not state.executor.startswith("local"):
             dashboard = f"; dashboard: {state.dashboard}" if state.dashboard else ""
-            self.progress.console.print(escape(f"Agents run on {state.executor}{dashboard}"))
-        sizes: dict[str, int] = {}
-        for agent in state.agents.values():
-            sizes[agent.domain] = sizes.get(agent.domain, 0) + 1
-        for domain, size in sizes.items():
-            self._domains[domain] = self.progress.add_task(f"  {escape(domain)}", total=size, info="")
-            self._domain_done[domain] = 0
+            self._live.console.print(escape(f"Agents run on {state.executor}{dashboard}"))
+
+
+def _bar(success: int, total: int, failed: int) -> ProgressBar:
+    return ProgressBar(total=max(total, 1), completed=success, width=24,
+                       complete_style="red" if failed else "bar.complete")
+
+
+def _apart(counts: Mapping[str, int]) -> str:
+    """'2 failed · 1 cancelled · 3 running': each status apart, only those that have agents."""
+    parts = [f"{counts[status]:,} {status}" for status in _APART if counts[status]]
+    if counts["skipped"]:
+        parts.append(f"{counts['skipped']:,} skipped (done before)")
+    return " · ".join(parts)
+
+
+def _run_info(state: RunState) -> str:
+    """The run's counts apart, then tokens, cost, rate-limit waits and elapsed time."""
+    parts = [_apart(state.counts), f"{state.input_tokens + state.output_tokens:,} tokens", state.cost(),
+             state.waits(), f"{state.elapsed(time.time()):.0f} s"]
+    if state.reason:
+        parts.insert(0, state.reason)
+    return escape(" · ".join(p for p in parts if p))

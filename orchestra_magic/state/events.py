@@ -135,6 +135,7 @@ class RunState:
     finished_at: float | None = None
     reason: str = ""
     counts: Counter[str] = field(default_factory=Counter)
+    domain_counts: dict[str, Counter[str]] = field(default_factory=dict)  # `counts`, domain by domain
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0  # what the agents with a known price cost; see `unpriced`
@@ -145,6 +146,9 @@ class RunState:
 
     def __post_init__(self) -> None:
         self.counts = Counter(a.status for a in self.agents.values())
+        self.domain_counts = {}
+        for agent in self.agents.values():
+            self.domain_counts.setdefault(agent.domain, Counter())[agent.status] += 1
         self.input_tokens = sum(a.input_tokens for a in self.agents.values())
         self.output_tokens = sum(a.output_tokens for a in self.agents.values())
         self.cost_usd = sum(a.cost_usd or 0.0 for a in self.agents.values())
@@ -187,6 +191,9 @@ class RunState:
     def _set_status(self, agent: AgentState, status: Status) -> None:
         self.counts[agent.status] -= 1
         self.counts[status] += 1
+        domain = self.domain_counts[agent.domain]
+        domain[agent.status] -= 1
+        domain[status] += 1
         agent.status = status
 
     @property
