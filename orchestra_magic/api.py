@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.executors import Executor, LocalExecutor
+from .engine.planning import check_shares_agents
 from .engine.scheduler import Engine, Listener, RetryPolicy
 from .errors import ConfigError
 from .providers import Provider, make_provider
@@ -115,6 +116,8 @@ async def prepared(
         folder.lock()  # before reading: the state must not change under us
     try:
         prior = folder.read_state() if folder else None
+        if folder and prior:
+            check_shares_agents(loaded, prior, folder.where(""))
         await backend.start()
         try:
             try:

@@ -1,12 +1,14 @@
 """The `orchestra` command: `run` a spec, `show` a finished run, serve the `fake-api`.
 
 Exit codes: 0 every agent done, 1 some agent failed or the run was stopped, 2 bad input (one clear line on
-stderr, never a traceback), 130 interrupted with Ctrl-C (the folder can be resumed).
+stderr, never a traceback), 130 interrupted with Ctrl-C, 143 stopped with SIGTERM (both stop gracefully: the
+run ends `cancelled` and the folder can be resumed).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"orchestra: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
 
@@ -38,6 +42,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill`, systemd, Docker and batch schedulers send): stops a run the way Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM a graceful stop while a run is in progress; returns the handler to put back."""
+    return signal.signal(signal.SIGTERM, _terminate)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         from .tools.catalog import load_tools_file
 
         tools = load_tools_file(args.tools)
+    previous = _stop_on_sigterm()
     try:
         with progress:
             result = run(Path(args.spec), provider=args.provider, root=args.root, concurrency=args.concurrency,
@@ -119,6 +137,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\nStopped. Finished agents are kept; continue with:\n  {_resume_command(args, progress.run_id)}",
                   file=sys.stderr)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if result.state.damage:
+        print(f"Note: {result.state.damage}", file=sys.stderr)
     print_run(result, _console(stderr=False))
     if str(result.path).startswith("memory://"):
         print("Note: a memory:// root lives only inside the process that wrote it: this run is gone now. "
@@ -137,6 +159,8 @@ def _show(args: argparse.Namespace) -> int:
     from .results import load_run
 
     result = load_run(args.run_dir)
+    if result.state.damage:
+        print(f"Note: {result.state.damage}", file=sys.stderr)
     print_run(result, _console(stderr=False))
     return 0 if result.status == "done" else 1
 

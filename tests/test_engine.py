@@ -566,7 +566,7 @@ def test_a_resume_stopped_early_keeps_the_outputs_it_had_not_reached_yet(tmp_pat
         release.set()
     states = {a.agent: (a.status, a.error) for a in resumed.state.agents.values()}
     assert states["a-1"] == ("cancelled", "stopped by the user")
-    assert {states[f"a-{i}"][0] for i in (2, 3, 4)} == {"skipped"}  # not reached, still good: kept
+    assert {states[f"a-{i}"][0] for i in (2, 3, 4)} == {"done"}  # not reached: kept as recorded
     calls.clear()
     again = om.run(spec, provider=provider, root=tmp_path, resume=first.run_id)
     assert again.status == "done" and calls == ["a-1"]  # only the agent whose task changed back runs

@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..errors import RunFolderError
 from ..providers.base import AgentRequest, WorkerResult
 from ..spec.model import Domain, Spec, Worker
 from ..spec.prompts import Prompts, fence
@@ -38,15 +39,38 @@ def plan_agents(spec: Spec) -> list[AgentPlan]:
 
 
 def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: RunState | None) -> RunState:
-    """Fresh pending agents; on resume each keeps what it recorded before (hash, tokens, summary)."""
+    """Fresh pending agents; on resume each keeps its record (hash, tokens, summary). A finished agent's
+    record stays `done` (or `skipped`) until this run proves otherwise: run.json is written at once, and a
+    resume killed before it reaches an agent must not make the next one forget that agent's output. Only
+    what was never finished (pending, running, failed, cancelled) starts again as pending. Records of
+    agents the spec no longer has move to `removed`, and come back if a later spec has them again."""
     agents: dict[str, AgentState] = {}
+    earlier = {**prior.removed, **prior.agents} if prior else {}
     for plan in plan_agents(spec):
-        old = prior.agents.get(plan.key) if prior else None
+        old = earlier.pop(plan.key, None)
         if old is not None and old.path == plan.path:
-            agents[plan.key] = dataclasses.replace(old, status="pending")
+            status = old.status if old.status in KEPT else "pending"
+            agents[plan.key] = dataclasses.replace(old, status=status)
         else:
             agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path)
-    return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents)
+    return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
+                    removed=earlier, damage=prior.damage if prior else "")
+
+
+KEPT = ("done", "skipped")  # statuses whose output a resume may keep, once it has checked it
+
+
+def check_shares_agents(spec: Spec, prior: RunState, where: str) -> None:
+    """A resume continues a run: a spec with none of the folder's agents is another run, refused rather
+    than silently setting the folder's records aside."""
+    if prior.agents and not any(plan.key in prior.agents for plan in plan_agents(spec)):
+        raise RunFolderError(f"the spec shares no agent with the run in {where} (none of its worker ids or domains "
+                             "are there); start a new run instead of resuming this one")
+
+
+def output_digest(text: str) -> str:
+    """What proves a file is the answer its record names: recorded with `done`, checked on resume."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[WorkerResult, ...]) -> AgentRequest:

@@ -38,7 +38,7 @@ from ..state.events import (
 )
 from ..tools.catalog import PythonTool
 from .executors import Executor, LocalExecutor
-from .planning import AgentPlan, initial_state, input_hash, plan_agents, render_request
+from .planning import KEPT, AgentPlan, initial_state, input_hash, output_digest, plan_agents, render_request
 from .throttle import Throttle
 from .typed import answer_text, summary_source, typed_answer
 
@@ -89,7 +89,9 @@ class Engine:
         self.clock, self.sleep = clock, sleep
         self.prompts = Prompts(spec.templates)
         self.plans = {p.key: p for p in plan_agents(spec)}
-        self.prior = {k: (a.status, a.input_hash) for k, a in (prior.agents.items() if prior else ())}
+        # What each agent's earlier record says (status, input hash, output digest): what a skip must match.
+        self.prior = {k: (a.status, a.input_hash, a.output_hash) for k, a in (prior.agents.items() if prior else ())}
+        self._checked: dict[str, str] = {}  # kept worker outputs read to prove them, until their coordinator reads them
         self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
         # What earlier sessions of a resumed run were billed for, per agent: an agent that runs again adds to it.
         self._earlier = {k: dataclasses.replace(a) for k, a in self.state.agents.items()
@@ -210,8 +212,7 @@ class Engine:
             if request is None:
                 return
             digest = input_hash(request, self.provider.identity)
-            status, old_hash = self.prior.get(plan.key, ("", ""))
-            if status in ("done", "skipped") and old_hash == digest and self._output_whole(plan, request):
+            if await self._kept(plan, request, digest):
                 old = self.state.agents[plan.key]
                 self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
                                          input_tokens=old.input_tokens, output_tokens=old.output_tokens,
@@ -225,6 +226,26 @@ class Engine:
             self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping,
                                      **self._usage(plan.key, [*spent, *spent_on(exc)])))
             raise
+
+    async def _kept(self, plan: AgentPlan, request: AgentRequest, digest: str) -> bool:
+        """Whether the output an earlier session left is provably the answer to this request: its record is
+        finished, for these inputs, and the file is the one recorded (its digest), not an older answer a
+        killed run left in place or a file cut short by a power cut. Records from before outputs carried a
+        digest can only be checked for the file's presence."""
+        status, old_hash, recorded = self.prior.get(plan.key, ("", "", ""))
+        if status not in KEPT or old_hash != digest or not self._output_whole(plan, request):
+            return False
+        if not recorded:
+            return True
+        try:
+            text = await self.folder.read_output(plan.path)
+        except (FileNotFoundError, UnicodeDecodeError):
+            return False
+        if output_digest(text) != recorded:
+            return False
+        if plan.worker:
+            self._checked[plan.key] = text
+        return True
 
     async def _attempts(self, plan: AgentPlan, request: AgentRequest, digest: str, spent: list[Completion]) -> None:
         """Retry what is worth retrying: other failures up to `attempts` in all, refusals for rate or load
@@ -289,9 +310,11 @@ class Engine:
 
     async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str, spent: list[Completion],
                        answer: dict[str, Any] | None = None) -> None:
-        """Journal first, then the files: if the process dies in between, a file is missing and a resume
-        redoes the agent; an output on disk is therefore always recorded, and never paid for twice. A
-        typed answer's JSON is written before its readable `.md`, which is the file a resume looks for."""
+        """Journal first, then the files: if the process dies in between, a file is missing (or is an older
+        answer, whose digest is not the one recorded) and a resume redoes the agent; an output on disk is
+        therefore always recorded, and never paid for twice. A typed answer's JSON is written before its
+        readable `.md`, which is the file a resume looks for and checks: a `.md` with the recorded digest
+        means the JSON before it was written too."""
         text = answer_text(completion, answer, coordinator=not plan.worker)
         usage = self._usage(plan.key, [*spent, completion])
         summary, cut, note = "", False, ""
@@ -300,7 +323,8 @@ class Engine:
         else:
             summary, cut = extract_summary(summary_source(text, answer), self.spec.summary_words, plan.path)
         done = AgentFinished(
-            agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest, summary=summary,
+            agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest,
+            output_hash=output_digest(text), summary=summary,
             summary_cut=cut, note=note, batch=completion.batch,
         )
         self._emit(done)
@@ -309,8 +333,8 @@ class Engine:
                 await self.folder.write_output(answer_path(plan.path), json.dumps(answer, ensure_ascii=False) + "\n")
             await self.folder.write_output(plan.path, text)
         except OSError as exc:  # the answer was paid for: the failure keeps its tokens and cost
-            self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", summary="",
-                                           error=_file_error(exc, self.folder.path)))
+            self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", output_hash="",
+                                           summary="", error=_file_error(exc, self.folder.path)))
 
     def _output_whole(self, plan: AgentPlan, request: AgentRequest) -> bool:
         """An agent's output is there: its file, and its JSON too where its role declares an `output`."""
@@ -351,9 +375,10 @@ class Engine:
 
     def _worker_result(self, worker: Worker) -> WorkerResult:
         agent = self.state.agents[worker.id]
-        if agent.status not in ("done", "skipped"):
+        if agent.status not in KEPT:
             return WorkerResult(worker.id, agent.path, None, agent.error or agent.status)
-        return WorkerResult(worker.id, agent.path, self.folder.read_text(agent.path))
+        text = self._checked.pop(worker.id, None)
+        return WorkerResult(worker.id, agent.path, self.folder.read_text(agent.path) if text is None else text)
 
     def _emit(self, event: Event) -> None:
         self.state.apply(event)
@@ -374,17 +399,11 @@ class Engine:
 
     def _end_unstarted(self) -> None:
         """Agents a stopped run never reached end too, saying why, and a resume runs them. One that a
-        resumed run had not yet reached keeps its earlier output as `skipped`: the next resume checks
-        its inputs again before trusting it, so a stop never throws away work already paid for."""
+        resumed run had not yet reached was never set back to pending (see `initial_state`): it keeps its
+        earlier record, and the next resume checks its inputs and output again before trusting it."""
         for agent in [a for a in self.state.agents.values() if a.status == "pending"]:
-            if self.prior.get(agent.agent, ("", ""))[0] in ("done", "skipped"):
-                self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="skipped",
-                                         input_tokens=agent.input_tokens, output_tokens=agent.output_tokens,
-                                         cache_write_tokens=agent.cache_write_tokens,
-                                         cache_read_tokens=agent.cache_read_tokens, cost_usd=agent.cost_usd))
-            else:
-                self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="cancelled",
-                                         error=f"not started: {self._stopping}", **self._usage(agent.agent, [])))
+            self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="cancelled",
+                                     error=f"not started: {self._stopping}", **self._usage(agent.agent, [])))
 
     def _finish_run(self) -> None:
         if self._stopping:

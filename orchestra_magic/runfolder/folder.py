@@ -32,23 +32,39 @@ from typing import Protocol
 from filelock import FileLock, Timeout
 
 from ..errors import RunFolderError, shown
-from ..state.events import AgentFinished, Event, RunFinished, RunState, event_from_dict, event_to_dict
+from ..state.events import AgentFinished, Event, RunFinished, RunState, agent_row, event_from_dict, event_to_dict
 from .layout import JOURNAL, LOCAL_PROTOCOLS, LOCK, MANIFEST, URL_PREFIX
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # what `write_atomic` writes before its rename
 
 
-def write_atomic(path: Path, text: str | Iterable[str]) -> None:
-    """Write `text` (or its pieces, in order) to `path` so that the file appears whole or not at all."""
+def write_atomic(path: Path, text: str | Iterable[str], *, durable: bool = False) -> None:
+    """Write `text` (or its pieces, in order) to `path` so that the file appears whole or not at all.
+    `durable`: also on the disk before this returns, the file and its folder's entry (fsync both), so a
+    power cut cannot undo it; a plain rename survives a killed process but not a lost page cache."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text) if isinstance(text, str) else f.writelines(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             tmp.unlink()
         raise
+    if durable:
+        sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Put a folder's entries (a rename into it) on the disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -57,13 +73,11 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 def manifest_chunks(state: RunState) -> Iterator[str]:
     """run.json's text, `state.to_dict()` as compact JSON, in pieces of one agent each, for writing as
     they come. Encoding the whole dict in one call holds every token of the text as its own string
-    until the end (about 9x the text): at 1,000 agents each snapshot was the run's memory peak."""
-    data = state.to_dict()
-    agents = data.pop("agents")
-    agents.reverse()  # popped from the end in the original order, each dict freed once written
-    yield _COMPACT.encode(data)[:-1] + ',"agents":['
-    while agents:
-        yield _COMPACT.encode(agents.pop()) + ("," if agents else "")
+    until the end (about 9x the text), and even a list of every row's dict is about as big as the text:
+    at 1,000 agents either was the run's memory peak. Each row is made, encoded and dropped in turn."""
+    yield _COMPACT.encode(state.header())[:-1] + ',"agents":['
+    for n, agent in enumerate(state.agents.values()):
+        yield ("," if n else "") + _COMPACT.encode(agent_row(agent))
     yield "]}"
 
 
@@ -143,7 +157,9 @@ class LocalStore:
             return ""
 
     def save_snapshot(self, manifest: Iterable[str]) -> None:
-        write_atomic(self.location / MANIFEST, manifest)
+        """run.json is on the disk (fsync) before the journal it replaces is emptied: after a power cut the
+        folder has one or the other, never neither. Snapshots are seconds apart, so this costs little."""
+        write_atomic(self.location / MANIFEST, manifest, durable=True)
         if self._journal_fd is not None:
             os.ftruncate(self._journal_fd, 0)
         else:
@@ -278,28 +294,51 @@ class RunFolder:
         except asyncio.CancelledError:
             await put
 
+    async def read_output(self, relative: str) -> str:
+        """Read an agent's output; from a worker thread where reads wait on the network (see `write_output`)."""
+        reader = self.store.writer
+        if reader is None:
+            return self.store.read_text(relative)
+        return await asyncio.get_running_loop().run_in_executor(reader, self.store.read_text, relative)
+
     def exists(self, relative: str) -> bool:
         return self.store.exists(relative)
 
     def read_state(self) -> RunState:
-        """The state as of the last event written: the snapshot plus the journal replayed over it."""
+        """The state as of the last event written: the snapshot plus the journal replayed over it. Journal
+        lines that cannot be read (torn by a crash, damaged) are skipped, each alone: the lines after one
+        still count, and an agent whose `done` was lost is simply not proven done, so a resume asks it
+        again. `state.damage` says in one line what was skipped."""
         try:
             state = RunState.from_dict(json.loads(self.store.read_text(MANIFEST)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RunFolderError(f"cannot read {join(self.path, MANIFEST)}: {exc}") from None
-        for event in self._journal_events():
+        events, skipped = self._journal_events()
+        for event in events:
             if getattr(event, "agent", None) in state.agents or not hasattr(event, "agent"):
                 state.apply(event)
+        if skipped:
+            where = ", ".join(str(n) for n in skipped[:5]) + (", …" if len(skipped) > 5 else "")
+            state.damage = (f"{join(self.path, JOURNAL)}: skipped {len(skipped)} damaged "
+                            f"line{'s' if len(skipped) > 1 else ''} ({where}); agents not proven done run again")
         return state
 
-    def _journal_events(self) -> list[Event]:
-        events = []
-        for line in self.store.read_journal().splitlines():
+    def _journal_events(self) -> tuple[list[Event], list[int]]:
+        """The journal's events, and the numbers of the lines that are not events (a torn last line is
+        not damage: a crash mid-append leaves one, and it was never acknowledged)."""
+        events: list[Event] = []
+        skipped: list[int] = []
+        text = self.store.read_journal()
+        lines = text.split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip("\x00 \t\r"):  # a power cut can leave a run of zero bytes
+                continue
             try:
                 events.append(event_from_dict(json.loads(line)))
             except (ValueError, KeyError, TypeError):
-                break  # a line torn by a crash ends the journal; nothing after it was acknowledged
-        return events
+                if number < len(lines):  # the last piece has no newline: a write a crash cut short
+                    skipped.append(number)
+        return events, skipped
 
     def record(self, event: Event) -> None:
         """Append one event to the journal. A store that batches its journal (a URL root) puts it before

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
 from ..pricing import dollars
 
@@ -50,6 +50,7 @@ class AgentFinished:
     cost_usd: float | None = None  # None: no price is known for the model (or no model: python provider)
     error: str = ""
     input_hash: str = ""
+    output_hash: str = ""  # `output_digest` of the file written for this answer: a resume trusts no other file
     summary: str = ""  # coordinators: the short summary the parent keeps
     summary_cut: bool = False  # the summary was over the limit and was cut
     note: str = ""  # workers: their closing "what was found" line
@@ -85,8 +86,46 @@ def _fields(obj: Any) -> dict[str, Any]:
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
+    """An event read back from the journal. Raises `ValueError` naming what is wrong when the line is not
+    an event as written (unknown kind, missing or unknown field, a value of the wrong type), so a damaged
+    line is skipped whole rather than breaking the reducer later."""
+    if not isinstance(data, dict) or data.get("event") not in _EVENT_TYPES:
+        raise ValueError("not an event")
     kind = _EVENT_TYPES[data.pop("event")]
-    return kind(**data)
+    allowed = _FIELD_TYPES[kind]
+    for name, value in data.items():
+        if name not in allowed:
+            raise ValueError(f"unknown field {name!r}")
+        if not _fits(value, allowed[name]):
+            raise ValueError(f"{name} is {value!r}")
+    try:
+        return kind(**data)
+    except TypeError as exc:  # a required field is missing
+        raise ValueError(str(exc)) from None
+
+
+def _allowed(hint: Any) -> tuple[Any, ...]:
+    """The plain types (and literal values) a field's type hint admits."""
+    args = get_args(hint)
+    if not args:
+        return (hint,)
+    if all(isinstance(arg, str) for arg in args):  # a Literal of strings
+        return args
+    return tuple(t for arg in args for t in _allowed(arg))
+
+
+def _fits(value: Any, allowed: tuple[Any, ...]) -> bool:
+    if isinstance(value, str):
+        return str in allowed or value in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    return type(value) in allowed
+
+
+_FIELD_TYPES = {kind: {name: _allowed(hint) for name, hint in get_type_hints(kind).items()}
+                for kind in _EVENT_TYPES.values()}
 
 
 @dataclass(slots=True)
@@ -108,6 +147,7 @@ class AgentState:
     finished_at: float | None = None
     error: str = ""
     input_hash: str = ""
+    output_hash: str = ""
     summary: str = ""
     summary_cut: bool = False
     note: str = ""
@@ -120,6 +160,11 @@ class AgentState:
         if self.started_at is None or self.finished_at is None:
             return None
         return round(self.finished_at - self.started_at, 3)
+
+
+def agent_row(agent: AgentState) -> dict[str, Any]:
+    """One agent's row in run.json."""
+    return _fields(agent)
 
 
 @dataclass(slots=True)
@@ -143,6 +188,10 @@ class RunState:
     rate_limited: int = 0  # 429/529 refusals seen while this process ran the run (not kept on disk)
     executor: str = "local"  # where the agents run, in words ("dask (tcp://…, 2 workers, 8 threads)")
     dashboard: str = ""  # the executor's dashboard, when it has one (Dask's)
+    # Records of agents an earlier spec of this run folder had and the current one does not, as they were
+    # last recorded; kept in run.json under "removed" (see docs/reliability.md), never counted or run.
+    removed: dict[str, AgentState] = field(default_factory=dict)
+    damage: str = ""  # what reading the folder had to skip (damaged journal lines), in one line; not kept
 
     def __post_init__(self) -> None:
         self.counts = Counter(a.status for a in self.agents.values())
@@ -183,7 +232,7 @@ class RunState:
         agent.cache_write_tokens, agent.cache_read_tokens = event.cache_write_tokens, event.cache_read_tokens
         agent.finished_at, agent.error = event.at, event.error
         if event.status != "skipped":  # a skipped agent keeps what its earlier run recorded
-            agent.input_hash, agent.summary = event.input_hash, event.summary
+            agent.input_hash, agent.output_hash, agent.summary = event.input_hash, event.output_hash, event.summary
             agent.summary_cut, agent.note = event.summary_cut, event.note
             agent.batch = event.batch
             agent.tool_calls, agent.server_tool_calls = event.tool_calls, event.server_tool_calls
@@ -237,6 +286,10 @@ class RunState:
         return (self.finished_at or now) - self.started_at
 
     def to_dict(self) -> dict[str, Any]:
+        return {**self.header(), "agents": [agent_row(a) for a in self.agents.values()]}
+
+    def header(self) -> dict[str, Any]:
+        """`to_dict` but the agents' rows (run.json is written one row at a time: see `agent_row`)."""
         return {
             "version": 1,
             "run_id": self.run_id,
@@ -248,12 +301,13 @@ class RunState:
             "finished_at": self.finished_at,
             "executor": self.executor,
             "dashboard": self.dashboard,
-            "agents": [_fields(a) for a in self.agents.values()],
+            "removed": [agent_row(a) for a in self.removed.values()],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
         agents = {a["agent"]: AgentState(**a) for a in data["agents"]}
+        removed = {a["agent"]: AgentState(**a) for a in data.get("removed", ())}  # absent in older folders
         keys = ("run_id", "name", "provider", "started_at", "status", "finished_at", "reason")
         optional = {k: data[k] for k in ("executor", "dashboard") if k in data}  # absent in older folders
-        return cls(agents=agents, **{k: data[k] for k in keys}, **optional)
+        return cls(agents=agents, removed=removed, **{k: data[k] for k in keys}, **optional)
