@@ -112,7 +112,8 @@ class CountingFake:
 
 class Session(Protocol):
     def wait(self, timeout: float | None) -> int | None: ...  # the exit code, None if still running
-    def kill(self) -> None: ...
+    def kill(self) -> None: ...  # SIGKILL, and wait for it
+    def terminate(self) -> None: ...  # SIGTERM (a graceful stop), without waiting
 
 
 class Launcher(Protocol):
@@ -135,6 +136,9 @@ class _Exec:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
+
+    def terminate(self) -> None:
+        self.process.terminate()
 
 
 def exec_session(argv: Sequence[str], env: dict[str, str], cwd: Path, die_at: int | None = None) -> Session:
@@ -192,6 +196,9 @@ class _Forked:
     def kill(self) -> None:
         self.process.kill()
         self.process.join()
+
+    def terminate(self) -> None:
+        self.process.terminate()
 
 
 @contextmanager

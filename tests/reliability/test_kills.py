@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 import kill_harness as harness
 
 from orchestra_magic.cli import main
+from orchestra_magic.runfolder import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +57,40 @@ def test_a_finished_run_resumed_and_killed_twice_forgets_no_finished_agent(
     assert not any(word in counts for word in ("pending", "running", "cancelled", "failed")), out
     assert launch([*resume, "--provider", "anthropic"], env, tmp_path).wait(120) == 0
     assert fake.count == before  # nothing was asked again
+
+
+def test_a_run_killed_between_done_on_record_and_its_new_file_never_keeps_the_old_file(
+        tmp_path: Path, sessions: tuple[harness.CountingFake, harness.Launcher, dict[str, str]]) -> None:
+    fake, launch, env = sessions
+    spec = harness.spec_text(5, 1)  # one agent at a time: w0 is started (event 1), then done (event 2)
+    edited = spec.replace("task: Task 0.", "task: Task 0, asked another way.")
+    expected, _, _ = harness.reference(fake, launch, tmp_path / "reference", edited, env)
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / "spec.yaml").write_text(spec)
+    assert launch(["run", "spec.yaml", "--provider", "anthropic"], env, work).wait(120) == 0
+    folder = harness.run_folder(work / "orchestration")
+    assert folder is not None
+    (work / "spec.yaml").write_text(edited)
+    resume = ["run", "spec.yaml", "--resume", folder.name]
+    assert launch(resume, env, work, die_at=2).wait(120) == -9  # w0's new answer is on record, not on disk
+    before = fake.count
+    assert launch([*resume, "--provider", "anthropic"], env, work).wait(120) == 0
+    assert "w0" in fake.asked(before)
+    assert harness.outputs(folder) == expected  # w0's file answers the new task, and so does the synthesis
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_cancelled_with_the_resume_hint_and_exit_143(
+        tmp_path: Path, sessions: tuple[harness.CountingFake, harness.Launcher, dict[str, str]]) -> None:
+    fake, launch, env = sessions
+    (tmp_path / "spec.yaml").write_text(harness.spec_text(200, 4))
+    before = fake.count
+    session = launch(["run", "spec.yaml", "--provider", "anthropic"], env, tmp_path)
+    while fake.count == before:  # the run is under way (bounded by the test timeout)
+        assert session.wait(0.005) is None
+    session.terminate()
+    assert session.wait(60) == 143
+    folder = harness.run_folder(tmp_path / "orchestration")
+    assert folder is not None
+    assert RunFolder.open(folder).read_state().status == "cancelled"
+    assert f"--resume {folder.name}" in (tmp_path / "stderr.log").read_text()
