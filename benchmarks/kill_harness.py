@@ -47,7 +47,7 @@ from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestra_magic.fakeapi import FakeMessagesAPI
+from orchestra_magic.fake.server import FakeMessagesAPI
 
 ASKED = re.compile(r"Your (?:output|synthesis) file: (workers|synthesis)/(\S+)\.md")
 
@@ -206,8 +206,8 @@ def forked_sessions() -> Iterator[Launcher]:
     """Sessions forked from a server that imported the package once (see the module docstring)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["orchestra_magic.cli", "orchestra_magic.api", "orchestra_magic.live",
-                                    "orchestra_magic.progress", "orchestra_magic.providers.anthropic", "anthropic",
-                                    "rich.console", "rich.table", "pandas", "kill_harness"])
+                                    "orchestra_magic.display.progress", "orchestra_magic.providers.anthropic.provider",
+                                    "anthropic", "rich.console", "rich.table", "pandas", "kill_harness"])
 
     def launch(argv: Sequence[str], env: dict[str, str], cwd: Path, die_at: int | None = None) -> Session:
         return _Forked(context, argv, env, cwd, die_at)

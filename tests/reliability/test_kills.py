@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 import kill_harness as harness
 
 from orchestra_magic.cli import main
-from orchestra_magic.runfolder import RunFolder
+from orchestra_magic.runfolder.folder import RunFolder
 
 
 @pytest.fixture(scope="module")
