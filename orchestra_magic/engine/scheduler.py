@@ -89,10 +89,10 @@ class Engine:
         self.clock, self.sleep = clock, sleep
         self.prompts = Prompts(spec.templates)
         self.plans = {p.key: p for p in plan_agents(spec)}
-        # What each agent's earlier record says (status, input hash, output digest): what a skip must match.
-        self.prior = {k: (a.status, a.input_hash, a.output_hash) for k, a in (prior.agents.items() if prior else ())}
         self._checked: dict[str, str] = {}  # kept worker outputs read to prove them, until their coordinator reads them
         self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
+        # What each agent's earlier record says (status, input hash, output digest): what a skip must match.
+        self.prior = {k: (a.status, a.input_hash, a.output_hash) for k, a in self.state.agents.items()}
         # What earlier sessions of a resumed run were billed for, per agent: an agent that runs again adds to it.
         self._earlier = {k: dataclasses.replace(a) for k, a in self.state.agents.items()
                          if a.input_tokens or a.output_tokens}

@@ -331,7 +331,7 @@ class RunFolder:
         text = self.store.read_journal()
         lines = text.split("\n")
         for number, line in enumerate(lines, 1):
-            if not line.strip("\x00 \t\r"):  # a power cut can leave a run of zero bytes
+            if not line:
                 continue
             try:
                 events.append(event_from_dict(json.loads(line)))
