@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import RunFolderError, shown
 from ..state.events import AgentFinished, Event, RunFinished, RunState, agent_row, event_from_dict, event_to_dict
-from .layout import JOURNAL, LOCAL_PROTOCOLS, LOCK, MANIFEST, URL_PREFIX
+from .layout import JOURNAL, LOCAL_PROTOCOLS, LOCK, MANIFEST, SPEC, URL_PREFIX
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # what `write_atomic` writes before its rename
 
@@ -135,7 +135,9 @@ class LocalStore:
         self._lock = FileLock(self.location / LOCK, timeout=0)
 
     def write(self, relative: str, text: str) -> None:
-        write_atomic(self.location / relative, text)
+        """spec.yaml is durable (fsynced), as run.json is: a resume after a power cut needs both. An output
+        is not: its digest on record proves it, so one a power cut lost or cut short is asked again."""
+        write_atomic(self.location / relative, text, durable=relative == SPEC)
 
     def read_text(self, relative: str) -> str:
         return (self.location / relative).read_text(encoding="utf-8")
