@@ -208,7 +208,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     """Rebuild a run from its folder alone (run.json plus any journal lines written after it).
     `path` is a local folder or a URL (``s3://bucket/runs/<run_id>``, ``memory://…``)."""
     folder = RunFolder.open(path)
-    return Run(folder.path, folder.read_state())
+    return Run(folder.path, folder.read_outcome())
 
 
 RUN_COLUMNS = ["run_id", "name", "started", "status", "agents", "done", "failed", "input_tokens", "output_tokens"]
@@ -222,7 +222,7 @@ def list_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
     rows = []
     for folder in run_folders(root):
         try:
-            state = RunFolder.open(folder).read_state()
+            state = RunFolder.open(folder).read_outcome()
         except RunFolderError:
             continue  # not ours, or unreadable: listing the rest is more useful than failing
         rows.append({"run_id": state.run_id, "name": state.name,

@@ -121,6 +121,7 @@ class Store(Protocol):
     def save_snapshot(self, manifest: Iterable[str]) -> None: ...
     def lock(self, run_id: str) -> None: ...
     def unlock(self) -> None: ...
+    def held(self) -> bool: ...  # whether some live process holds the lock (this one's own claim aside)
     def close(self) -> None: ...
 
 
@@ -191,6 +192,17 @@ class LocalStore:
     def unlock(self) -> None:
         self._lock.release()
 
+    def held(self) -> bool:
+        if self._lock.is_locked:
+            return True
+        probe = FileLock(self.location / LOCK, timeout=0)
+        try:
+            probe.acquire()
+        except Timeout:
+            return True
+        probe.release()
+        return False
+
     def close(self) -> None:
         if self._journal_fd is not None:
             os.close(self._journal_fd)
@@ -220,6 +232,14 @@ class RunFolder:
 
     def unlock(self) -> None:
         self.store.unlock()
+
+    def read_outcome(self) -> RunState:
+        """`read_state` for looking at a run: one on record as running that no process holds any more was
+        cut off (killed, or its machine went down), and is shown as what its records say it is."""
+        state = self.read_state()
+        if state.status == "running" and not self.store.held():
+            state.cut_off()
+        return state
 
     @property
     def run_id(self) -> str:

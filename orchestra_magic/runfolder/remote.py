@@ -269,6 +269,9 @@ class RemoteStore:
             with suppress(FileNotFoundError):
                 self.fs.rm_file(self._key(LOCK))
 
+    def held(self) -> bool:
+        return self._locked or (self.exists(LOCK) and not _gone(self._holder()))
+
     def _holder(self) -> dict[str, Any]:
         try:
             holder = json.loads(self.read_text(LOCK))

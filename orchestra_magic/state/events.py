@@ -245,6 +245,16 @@ class RunState:
         domain[status] += 1
         agent.status = status
 
+    def cut_off(self) -> None:
+        """A run on record as running whose process is gone (killed, or its machine went down): with every
+        agent finished it ended as a finished run would; otherwise it is cancelled, and says why."""
+        if self.finished < self.total:
+            self.status = "cancelled"
+            self.reason = ("cut off: the process running it stopped before the end (killed, or its machine "
+                           "went down); resume it to go on")
+        else:
+            self.status = "failed" if self.counts["failed"] else "cancelled" if self.counts["cancelled"] else "done"
+
     @property
     def total(self) -> int:
         return len(self.agents)

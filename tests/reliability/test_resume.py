@@ -105,3 +105,11 @@ def test_the_cli_refuses_an_unrelated_spec_in_one_line_with_exit_2(
     assert main(["run", "other.yaml", "--provider", "offline", "--resume", first.run_id]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("orchestra: the spec shares no agent") and len(err.splitlines()) == 1
+
+
+def test_show_calls_a_run_whose_process_is_gone_cut_off_not_running(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = crashed_with_journal(tmp_path, "garbage")  # on record as running; nothing holds it
+    assert main(["show", str(folder)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"Run {folder.name}: cancelled" in out and "cut off: the process running it stopped" in out
