@@ -198,7 +198,7 @@ class LocalStore:
         probe = FileLock(self.location / LOCK, timeout=0)
         try:
             probe.acquire()
-        except Timeout:
+        except (Timeout, OSError):  # held, or it cannot be told (a read-only folder): not known to be free
             return True
         probe.release()
         return False
