@@ -89,7 +89,7 @@ class Engine:
         self.clock, self.sleep = clock, sleep
         self.prompts = Prompts(spec.templates)
         self.plans = {p.key: p for p in plan_agents(spec)}
-        self._checked: dict[str, str] = {}  # kept worker outputs read to prove them, until their coordinator reads them
+        self._checked: dict[str, str] = {}  # kept workers' outputs, read to prove them, until their coordinator's turn
         self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
         # What each agent's earlier record says (status, input hash, output digest): what a skip must match.
         self.prior = {k: (a.status, a.input_hash, a.output_hash) for k, a in self.state.agents.items()}
