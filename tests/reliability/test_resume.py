@@ -113,3 +113,14 @@ def test_show_calls_a_run_whose_process_is_gone_cut_off_not_running(
     assert main(["show", str(folder)]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert f"Run {folder.name}: cancelled" in out and "cut off: the process running it stopped" in out
+
+
+@pytest.mark.parametrize("left", ["", "Finding for a-"])  # what a power cut can leave of a renamed file
+def test_an_output_left_empty_or_short_is_asked_again_not_kept(tmp_path: Path, left: str) -> None:
+    calls: list[str] = []
+    first = om.run(make_spec({"a": 3}), provider=answering(calls), root=tmp_path)
+    (first.path / "workers" / "a-2.md").write_text(left)
+    calls.clear()
+    again = om.run(make_spec({"a": 3}), provider=answering(calls), root=tmp_path, resume=first.run_id)
+    assert again.status == "done" and calls == ["a-2"]
+    assert (first.path / "workers" / "a-2.md").read_text() == "Finding for a-2.\nDone. Found it.\n"
