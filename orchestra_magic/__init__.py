@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .engine.scheduler import RetryPolicy
     from .live import RunHandle, retry_failed, run, start
     from .providers import AgentRequest, Completion, Provider, PythonProvider
+    from .providers.anthropic.clouds import BedrockProvider, CompatibleProvider, FoundryProvider, VertexProvider
     from .providers.anthropic.provider import AnthropicProvider, OfflineProvider
     from .results import Run, list_runs, load_run
     from .spec.model import Spec, load_spec
@@ -44,6 +45,8 @@ _LAZY = {
     "Run": "results", "load_run": "results", "Spec": "spec.model", "load_spec": "spec.model",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
     "AnthropicProvider": "providers.anthropic.provider", "OfflineProvider": "providers.anthropic.provider",
+    "BedrockProvider": "providers.anthropic.clouds", "VertexProvider": "providers.anthropic.clouds",
+    "FoundryProvider": "providers.anthropic.clouds", "CompatibleProvider": "providers.anthropic.clouds",
     "workspace": "tools.context",
 }
 
@@ -51,8 +54,11 @@ __all__ = [
     "AgentError",
     "AgentRequest",
     "AnthropicProvider",
+    "BedrockProvider",
+    "CompatibleProvider",
     "Completion",
     "ConfigError",
+    "FoundryProvider",
     "OfflineProvider",
     "OrchestraError",
     "Plan",
@@ -67,6 +73,7 @@ __all__ = [
     "SpecError",
     "TransientAgentError",
     "UsageError",
+    "VertexProvider",
     "arun",
     "list_runs",
     "load_ipython_extension",

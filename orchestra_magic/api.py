@@ -108,6 +108,7 @@ async def prepared(
                           f"{options.root} is a URL; use a local or mounted root, or drop them from `tools:`")
     backend = make_provider(options.provider)
     _check_output(loaded, backend)
+    backend.check(loaded)
     runner = make_executor(options.executor, loaded, scheduler=options.scheduler, client=options.client,
                            concurrency=options.concurrency,
                            environment=(options.env_executor, options.env_scheduler))

@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a spec (or resume a run) and print the summaries")
     run.add_argument("spec", help="the spec, a YAML file")
-    run.add_argument("--provider", help="anthropic (default), offline (simulated, no key) or a registered name")
+    run.add_argument("--provider", help="anthropic (default), offline (simulated, no key), bedrock, vertex, "
+                     "foundry (Claude on a cloud) or compatible (an Anthropic-compatible server at ANTHROPIC_BASE_URL)")
     run.add_argument("--root", help="where run folders go: a folder or a URL such as s3://bucket/runs "
                      "(default ./orchestration)")
     run.add_argument("--concurrency", type=int, help="most agents in flight at once (default: the spec's, or 8)")
@@ -97,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--rpm-burst", type=_at_least_one, default=None, help="requests the limit lets through "
                       "at once (default: a tenth of --rpm)")
     fake.add_argument("--batch-ms", type=_milliseconds, default=0.0, help="how long a message batch takes to process")
+    fake.add_argument("--strict", action="store_true",
+                      help="refuse cache_control, thinking and effort with 400s, as a strict compatible server does")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -194,7 +197,7 @@ def _fake_api(args: argparse.Namespace) -> int:
         raise UsageError("--rpm-burst shapes the limit --rpm sets: give --rpm too")
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
-          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate)
+          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate, strict=args.strict)
     return 0
 
 

@@ -68,7 +68,8 @@ class OrchestraMagics(Magics):
 
     @magic_arguments()
     @argument("-o", "--output", metavar="NAME", help="also bind the run's handle (live state, stop, retry) to NAME")
-    @argument("--provider", help="anthropic, offline (simulated, no key), or a variable holding a Provider")
+    @argument("--provider", help="anthropic, offline (simulated, no key), bedrock, vertex, foundry, compatible, "
+                                 "or a variable holding a Provider")
     @argument("--concurrency", type=int, help="most agents in flight")
     @argument("--root", help="folder or URL (s3://bucket/runs) for run folders")
     @argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")

@@ -4,11 +4,18 @@ This table is the one place to update when Anthropic changes prices. Source: the
 model overview pages of platform.claude.com, checked 2026-11-25 (Sonnet 5.5's cache-read cut of
 2026-10-07 applied). Models missing here cost `None` (shown as unknown, never as $0); a spec with
 `budget_usd` refuses to start with a model it cannot price.
+
+Bedrock, Vertex AI and Foundry list the same per-token prices for these models; a cloud id is priced by
+the model behind it (`cloud_models.base_model`). What differs on Bedrock and Vertex AI is where the
+request is served: a regional (or geographic) endpoint costs `REGIONAL_PREMIUM` times the global one,
+as both clouds list it for Claude models since the 4.5 generation; the provider marks such answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .cloud_models import base_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,7 @@ class Price:
 
 LONG_PROMPT = 100_000
 BATCH_DISCOUNT = 0.5  # the Message Batches API bills every token at half price; it stacks with caching
+REGIONAL_PREMIUM = 1.10  # Bedrock's geographic inference profiles and Vertex AI's regional endpoints
 
 _OPUS_4_5 = Price(5.0, 25.0, 6.25, 0.50)
 _SONNET_4 = Price(3.0, 15.0, 3.75, 0.30)
@@ -48,9 +56,9 @@ PRICES: dict[str, Price] = {
 
 
 def price_of(model: str) -> Price | None:
-    """The price of a model id; dated ids (`claude-haiku-4-5-20251001`) and `[1m]` variants share
-    their model's price."""
-    base = model.removesuffix("[1m]")
+    """The price of a model id; dated ids (`claude-haiku-4-5-20251001`), `[1m]` variants and cloud ids
+    (`global.anthropic.claude-haiku-4-5-20251001-v1:0`, `claude-haiku-4-5@20251001`) share their model's price."""
+    base = base_model(model.removesuffix("[1m]"))
     if base in PRICES:
         return PRICES[base]
     undated = base.rsplit("-", 1)[0] if base[-8:].isdigit() else base
@@ -58,8 +66,9 @@ def price_of(model: str) -> Price | None:
 
 
 def cost_usd(model: str, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0,
-             cache_read_tokens: int = 0, *, batch: bool = False) -> float | None:
-    """The dollar cost of one answer, or None when the model has no known price."""
+             cache_read_tokens: int = 0, *, batch: bool = False, regional: bool = False) -> float | None:
+    """The dollar cost of one answer, or None when the model has no known price. `regional`: served by a
+    cloud's regional endpoint, at its premium."""
     price = price_of(model)
     if price is None:
         return None
@@ -68,7 +77,7 @@ def cost_usd(model: str, input_tokens: int, output_tokens: int, cache_write_toke
         price = price.long_prompt
     total = (input_tokens * price.input + output_tokens * price.output
              + cache_write_tokens * price.cache_write + cache_read_tokens * price.cache_read) / 1e6
-    return total * (BATCH_DISCOUNT if batch else 1.0)
+    return total * (BATCH_DISCOUNT if batch else 1.0) * (REGIONAL_PREMIUM if regional else 1.0)
 
 
 def dollars(amount: float) -> str:

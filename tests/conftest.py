@@ -10,12 +10,27 @@ from typing import Any
 
 import pytest
 
+# Where the SDK, boto3 and google-auth would find a cloud and its credentials: unset in every test.
+CLOUD_SETTINGS = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+    "AWS_BEARER_TOKEN_BEDROCK", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL", "ANTHROPIC_VERTEX_PROJECT_ID", "GOOGLE_CLOUD_PROJECT", "CLOUD_ML_REGION",
+    "GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "ANTHROPIC_FOUNDRY_API_KEY",
+    "ANTHROPIC_FOUNDRY_RESOURCE", "ANTHROPIC_FOUNDRY_BASE_URL", "ORCHESTRA_COMPATIBLE_FEATURES",
+)
+
 
 @pytest.fixture(autouse=True)
 def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ORCHESTRA_PROVIDER",
-                 "ORCHESTRA_ROOT", "ORCHESTRA_CONCURRENCY", "ORCHESTRA_EXECUTOR", "ORCHESTRA_SCHEDULER"):
+                 "ORCHESTRA_ROOT", "ORCHESTRA_CONCURRENCY", "ORCHESTRA_EXECUTOR", "ORCHESTRA_SCHEDULER",
+                 *CLOUD_SETTINGS):
         monkeypatch.delenv(name, raising=False)
+    # boto3 must never read ~/.aws nor ask an instance-metadata address for credentials.
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture

@@ -434,13 +434,15 @@ _COUNTED = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_t
             "server_tool_calls")
 
 
-def _cost(completion: Completion) -> float | None:
+def _cost(completion: Completion, regional: bool = False) -> float | None:
     """Priced by the model that answered (the API reports it); code providers name none, so cost None.
     A tool loop's calls are priced one by one: a long-prompt rate applies to a request, not to a sum."""
+    regional = regional or completion.regional
     if completion.turns:
-        costs = [_cost(turn) for turn in completion.turns]
+        costs = [_cost(turn, regional) for turn in completion.turns]
         return None if None in costs else sum(c for c in costs if c is not None)
     if not completion.model:
         return None
     return cost_usd(completion.model, completion.input_tokens, completion.output_tokens,
-                    completion.cache_write_tokens, completion.cache_read_tokens, batch=completion.batch)
+                    completion.cache_write_tokens, completion.cache_read_tokens, batch=completion.batch,
+                    regional=regional)

@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .clouds import EVENT_STREAM, CloudRoutes, Credentials, Frame, refuse_extensions
 from .limits import RequestBucket
 from .text import tokens as _tokens
 from .tools import SIMULATED_MARK as SIMULATED_MARK  # re-exported: tests and users read it here
@@ -75,7 +76,7 @@ class FakeMessagesAPI:
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
                  stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None,
                  batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None,
-                 invalid_rate: float = 0.0) -> None:
+                 invalid_rate: float = 0.0, strict: bool = False, clouds: Credentials | None = None) -> None:
         from .batches import FakeBatches  # here, not at the top: fakebatch builds on this module
 
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
@@ -100,6 +101,10 @@ class FakeMessagesAPI:
         self._window, self._used = datetime.min.replace(tzinfo=UTC), 0
         # Message Batches: a batch takes `batch_ms` to process; `entry_error(params)` may name an error type.
         self.batches = FakeBatches(self, processing_ms=batch_ms, entry_error=entry_error)
+        # `strict`: refuse cache_control, thinking and effort with 400s, as many compatible servers do.
+        self.strict = strict
+        # Bedrock's, Vertex AI's and Foundry's paths, with the credentials they accept (see `clouds`).
+        self.clouds = CloudRoutes(self, clouds or Credentials())
 
     @property
     def base_url(self) -> str:
@@ -112,6 +117,7 @@ class FakeMessagesAPI:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         self.batches.add_routes(app.router)
+        self.clouds.add_routes(app.router)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -187,7 +193,14 @@ class FakeMessagesAPI:
         if isinstance(body, dict):
             self.requests.append(body)
         check_auth(request)
+        return await self.respond(request, body)
+
+    async def respond(self, request: web.Request, body: Any, frame: Frame = sse) -> web.StreamResponse:
+        """Answer a Messages request body (the clouds' routes first translate theirs into one): JSON, or a
+        stream of events, each encoded by `frame` (server-sent events; Bedrock's event stream)."""
         body = validate(body, need_max_tokens=True)
+        if self.strict:
+            refuse_extensions(body)
         reply = reply_to(body, invalid=self.break_answer(body))
         self._check_rate()
         if (error := self._injected_error()) is not None:
@@ -198,7 +211,7 @@ class FakeMessagesAPI:
         if self._fault("stall", self.stall_rate):
             await asyncio.sleep(self.stall_ms / 1000)
         if body.get("stream") is True:
-            return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate))
+            return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate), frame=frame)
         return web.json_response(message, headers=self._success_headers())
 
     def _cache(self, body: dict[str, Any], reply: Reply) -> Reply:
@@ -226,14 +239,15 @@ class FakeMessagesAPI:
         return hit
 
     async def _stream(self, request: web.Request, message: dict[str, Any],
-                      reply: Reply, cut: bool = False) -> web.StreamResponse:
-        headers = {**self._success_headers(), "Content-Type": "text/event-stream"}
+                      reply: Reply, cut: bool = False, frame: Frame = sse) -> web.StreamResponse:
+        content_type = "text/event-stream" if frame is sse else EVENT_STREAM
+        headers = {**self._success_headers(), "Content-Type": content_type}
         response = web.StreamResponse(headers={**headers, "Cache-Control": "no-cache"})
         await response.prepare(request)
         events = list(stream_events(message, reply))
         with contextlib.suppress(ConnectionResetError):
             for event in events[: len(events) // 2] if cut else events:
-                await response.write(sse(event))
+                await response.write(frame(event))
             if cut and request.transport is not None:
                 request.transport.abort()  # the connection drops mid-message, as a flaky network does
                 return response

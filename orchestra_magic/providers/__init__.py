@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..errors import ConfigError
 from .base import AgentRequest, Completion, Provider, WorkerResult
 from .python import PythonProvider
 
-PROVIDERS = ("anthropic", "offline", "python")
+PROVIDERS = ("anthropic", "offline", "python", "bedrock", "vertex", "foundry", "compatible")
+_CLOUDS = {"bedrock": "BedrockProvider", "vertex": "VertexProvider", "foundry": "FoundryProvider"}
 
 __all__ = ["PROVIDERS", "AgentRequest", "Completion", "Provider", "PythonProvider", "WorkerResult", "make_provider"]
 
 
 def make_provider(provider: str | Provider, **options: Any) -> Provider:
-    """A `Provider` instance as is, or one made from its name (`anthropic`, `offline`, `python`)."""
+    """A `Provider` instance as is, or one made from its name (`PROVIDERS`). By name, `compatible` takes
+    its features from `ORCHESTRA_COMPATIBLE_FEATURES` (comma-separated; none when unset)."""
     if isinstance(provider, Provider):
         return provider
     if provider == "anthropic":
@@ -25,6 +28,17 @@ def make_provider(provider: str | Provider, **options: Any) -> Provider:
         from .anthropic.provider import OfflineProvider
 
         return OfflineProvider(**options)
+    if provider in _CLOUDS:
+        from .anthropic import clouds
+
+        cloud: type[Provider] = getattr(clouds, _CLOUDS[provider])
+        return cloud(**options)
+    if provider == "compatible":
+        from .anthropic.clouds import CompatibleProvider
+
+        listed = os.environ.get("ORCHESTRA_COMPATIBLE_FEATURES", "")
+        features = [f.strip() for f in listed.split(",") if f.strip()]
+        return CompatibleProvider(**{"features": features, **options})
     if provider == "python":
         raise ConfigError(
             "the python provider runs your own functions: pass provider=om.PythonProvider(worker=fn) from Python"

@@ -9,11 +9,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.throttle import RateLimit
 from ..state.events import Role
 from ..tools.catalog import PythonTool
+
+if TYPE_CHECKING:
+    from ..spec.model import Spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class Completion:
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
     batch: bool = False  # answered through the Message Batches API (billed at half price)
+    regional: bool = False  # served by a cloud's regional endpoint (billed at its premium; see pricing)
     rate_limit: RateLimit | None = None  # what the answer's rate-limit headers said, when it had them
     tool_calls: int = 0  # Python tool calls the provider ran for this agent
     server_tool_calls: int = 0  # server tool uses (web searches, fetches, code runs), billed by the API
@@ -82,6 +86,10 @@ class Provider(abc.ABC):
     def identity(self) -> str:
         """Part of every agent's input hash: changing it makes a resumed run redo the agents."""
         return self.name
+
+    def check(self, spec: Spec) -> None:  # noqa: B027 (optional hook)
+        """Refuse a spec this backend cannot honour (a cloud without batches, say) with a `ConfigError`,
+        before the run folder exists; called before `start`."""
 
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Check configuration and acquire resources; raise `ConfigError` for the user's mistakes."""

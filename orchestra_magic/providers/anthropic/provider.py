@@ -7,6 +7,10 @@ server's `retry-after`) or `AgentError` (everything else), so one policy decides
 
 A `mode: batch` request goes through the Message Batches API instead (see `batching`): same parameters,
 half the price, answered when its batch ends; its `Completion` says `batch=True`.
+
+The cloud providers (`clouds`: Bedrock, Vertex AI, Foundry, Anthropic-compatible servers) are this class
+with another SDK client (`_connect`), model ids in the cloud's form (`_model_id`) and a `profile` of the
+features the endpoint accepts: what it lacks is refused before the run (`check`) or left out of requests.
 """
 
 from __future__ import annotations
@@ -24,11 +28,19 @@ from anthropic.types import Message, TextBlockParam
 
 from ...engine.throttle import RateLimit
 from ...errors import AgentError, ConfigError, TransientAgentError
+from ...state.events import Role
 from ..base import AgentRequest, Completion, Provider
 from .batches import Batcher, BatchPolicy, Sleep
+from .features import PROFILES, Profile, refusal
 
 if TYPE_CHECKING:
+    from anthropic import AsyncAnthropicBedrock, AsyncAnthropicVertex
+
     from ...fake.server import FakeMessagesAPI
+    from ...spec.model import Spec
+
+    # Every client has the same `messages` surface; only the first-party one has batches.
+    Client = anthropic.AsyncAnthropic | AsyncAnthropicBedrock | AsyncAnthropicVertex
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -44,6 +56,8 @@ class AnthropicProvider(Provider):
 
     name = "anthropic"
     batches = True
+    profile: Profile = PROFILES["anthropic"]
+    regional = False  # answers are billed at a cloud's regional premium (see pricing)
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 600.0,
                  cache_prompts: bool = True, batch: BatchPolicy | None = None, sleep: Sleep = asyncio.sleep) -> None:
@@ -53,10 +67,28 @@ class AnthropicProvider(Provider):
         self.cache_prompts = cache_prompts
         self.batch_policy = batch or BatchPolicy()  # `mode: batch`: when batches go out, how they are polled
         self._sleep = sleep  # between polls of a batch
-        self._client: anthropic.AsyncAnthropic | None = None
+        self._client: Client | None = None
         self._batcher: Batcher | None = None
 
+    def check(self, spec: Spec) -> None:
+        """Refuse, before anything runs, what this endpoint does not offer (batches, server tools)."""
+        for role in ("worker", "coordinator"):
+            settings = spec.settings(role)
+            problem = refusal(self.profile, role, settings.mode, settings.tools)
+            if problem:
+                raise ConfigError(problem)
+
+    def output_problem(self, role: Role) -> str | None:
+        if self.profile.has("structured_outputs"):
+            return None
+        return (f"the {self.profile.name} provider is not set to send structured outputs, which the {role}s' "
+                f"`output` needs; name the feature if the server takes them (features=[\"structured_outputs\"])")
+
     async def start(self) -> None:
+        self._client = await self._connect()
+
+    async def _connect(self) -> Client:
+        """The SDK client for this endpoint, its key and address checked: the one part a cloud replaces."""
         key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise ConfigError(
@@ -65,9 +97,7 @@ class AnthropicProvider(Provider):
             )
         self.base_url = _normalise(self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL)
         await _check_reachable(self.base_url)
-        self._client = anthropic.AsyncAnthropic(
-            api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout
-        )
+        return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
 
     async def close(self) -> None:
         try:
@@ -94,32 +124,40 @@ class AnthropicProvider(Provider):
             else:
                 async with self._client.messages.stream(**params) as stream:
                     message = await stream.get_final_message()
-                    rate_limit = _rate_limit(stream.response.headers)
+                    rate_limit = self._rate_limit(stream.response.headers)
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
                           usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
-                          request.mode == "batch", rate_limit=rate_limit)
+                          request.mode == "batch", self.regional, rate_limit=rate_limit)
 
     def _params(self, request: AgentRequest) -> dict[str, Any]:
         """The Messages API parameters of one agent call (streamed, or one entry of a batch)."""
         params: dict[str, Any] = {
-            "model": request.model, "max_tokens": request.max_tokens, "system": self._system(request.system),
-            "messages": [{"role": "user", "content": request.prompt}],
+            "model": self._model_id(request.model), "max_tokens": request.max_tokens,
+            "system": self._system(request.system), "messages": [{"role": "user", "content": request.prompt}],
         }
-        if request.effort is not None:
+        if request.effort is not None and self.profile.has("effort"):
             params["output_config"] = {"effort": request.effort}
         if request.output is not None:  # structured outputs: the API constrains the answer to the schema
             params["output_config"] = {**params.get("output_config", {}),
                                        "format": {"type": "json_schema", "schema": dict(request.output)}}
-        if request.thinking == "adaptive":
-            params["thinking"] = {"type": "adaptive"}
-        elif request.thinking is not None:
-            params["thinking"] = {"type": "enabled", "budget_tokens": request.thinking}
+        if request.thinking is not None and self.profile.has("thinking"):
+            params["thinking"] = ({"type": "adaptive"} if request.thinking == "adaptive"
+                                  else {"type": "enabled", "budget_tokens": request.thinking})
         return params
 
-    def _batches(self, client: anthropic.AsyncAnthropic) -> Batcher:
+    def _model_id(self, model: str) -> str:
+        """The spec's model name as this endpoint knows it."""
+        return model
+
+    def _rate_limit(self, headers: Any) -> RateLimit | None:
+        """The answer's rate-limit headers, where this endpoint's are worth pacing on."""
+        return _rate_limit(headers) if self.profile.has("rate_limit_headers") else None
+
+    def _batches(self, client: Client) -> Batcher:
         """Made on the first `mode: batch` request, so a run without one never starts a batcher."""
+        assert isinstance(client, anthropic.AsyncAnthropic)  # `check` lets batches through only there
         if self._batcher is None:
             self._batcher = Batcher(client, self.batch_policy, self._sleep)
         return self._batcher
@@ -129,7 +167,7 @@ class AnthropicProvider(Provider):
         assert self._client is not None
         with _mapped_errors(self.base_url):
             async with self._client.messages.stream(**params) as stream:
-                return await stream.get_final_message(), _rate_limit(stream.response.headers)
+                return await stream.get_final_message(), self._rate_limit(stream.response.headers)
 
     def for_workers(self) -> AnthropicProvider:
         """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own
@@ -141,7 +179,7 @@ class AnthropicProvider(Provider):
         """One cache breakpoint after the system prompt: it is the part every agent of a role shares
         (instructions and the spec's context), so 30 workers pay full price for it about once."""
         block: TextBlockParam = {"type": "text", "text": text}
-        if self.cache_prompts:
+        if self.cache_prompts and self.profile.has("cache_control"):
             block["cache_control"] = {"type": "ephemeral"}
         return [block]
 
@@ -187,13 +225,14 @@ def _normalise(url: str) -> str:
     return url.removesuffix("/v1")
 
 
-async def _check_reachable(url: str) -> None:
-    """Fail before the run starts, with one clear line, when nothing listens at the endpoint."""
+async def _check_reachable(url: str, setting: str = "ANTHROPIC_BASE_URL") -> None:
+    """Fail before the run starts, with one clear line, when nothing listens at the endpoint (`setting`
+    names where the address came from)."""
     if any(os.environ.get(v) for v in _PROXY_VARS):
         return  # the SDK goes through the proxy; a direct connection proves nothing
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ConfigError(f"ANTHROPIC_BASE_URL {url!r} is not a URL; expected e.g. http://127.0.0.1:8765")
+        raise ConfigError(f"{setting} {url!r} is not a URL; expected e.g. http://127.0.0.1:8765")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout=10)
@@ -201,7 +240,7 @@ async def _check_reachable(url: str) -> None:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ConfigError(
             f"cannot reach the Messages API at {url} ({reason}). "
-            "Check ANTHROPIC_BASE_URL and your network, or use --provider offline."
+            f"Check {setting} and your network, or use --provider offline."
         ) from None
     writer.close()
 
