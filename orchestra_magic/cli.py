@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--rpm-burst", type=_at_least_one, default=None, help="requests the limit lets through "
                       "at once (default: a tenth of --rpm)")
     fake.add_argument("--batch-ms", type=_milliseconds, default=0.0, help="how long a message batch takes to process")
+    for kind, what in (("itpm", "input"), ("otpm", "output")):
+        fake.add_argument(f"--{kind}", type=_at_least_one, default=None,
+                          help=f"enforce a limit of N {what} tokens a minute (a bucket refilled continuously)")
+        fake.add_argument(f"--{kind}-burst", type=_at_least_one, default=None,
+                          help=f"{what} tokens the bucket holds (default: a tenth of --{kind})")
     fake.add_argument("--strict", action="store_true",
                       help="refuse cache_control, thinking and effort with 400s, as a strict compatible server does")
     fake.set_defaults(handler=_fake_api)
@@ -193,11 +198,13 @@ def _at_least_one(text: str) -> int:
 def _fake_api(args: argparse.Namespace) -> int:
     from .fake.server import serve
 
-    if args.rpm_burst is not None and args.rpm is None:
-        raise UsageError("--rpm-burst shapes the limit --rpm sets: give --rpm too")
+    for limit in ("rpm", "itpm", "otpm"):
+        if getattr(args, f"{limit}_burst") is not None and getattr(args, limit) is None:
+            raise UsageError(f"--{limit}-burst shapes the limit --{limit} sets: give --{limit} too")
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
-          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate, strict=args.strict)
+          rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate, strict=args.strict,
+          itpm_limit=args.itpm, itpm_burst=args.itpm_burst, otpm_limit=args.otpm, otpm_burst=args.otpm_burst)
     return 0
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 from helpers import make_spec
 
 import orchestra_magic as om
-from orchestra_magic.engine.throttle import RateLimit, Throttle
-from orchestra_magic.fake.limits import RequestBucket
+from orchestra_magic.api import prepared
+from orchestra_magic.engine.throttle import Bucket, RateLimit, Throttle
+from orchestra_magic.fake.limits import Bucket as FakeBucket
+from orchestra_magic.fake.limits import Limits, RequestBucket
 
 
 class Clock:
@@ -135,3 +138,78 @@ def test_a_failing_listener_does_not_leak_throttle_slots_and_hang_the_run(tmp_pa
 
     run = asyncio.run(main())  # before the fix: the third agent waited forever for a slot
     assert run.state.finished == run.state.total
+
+
+def test_an_input_token_bucket_short_of_a_prompt_holds_the_attempt_until_it_refills() -> None:
+    async def main() -> None:
+        clock = Clock()
+        throttle = Throttle(8, clock=clock)
+        token, spare = await throttle.acquire(100), await throttle.acquire()
+        # 600 a minute is 9 a second at the 90% margin; 100 tokens are left
+        throttle.release(token, ok=True, rate_limit=RateLimit(input_tokens=Bucket(600, remaining=100)))
+        await asyncio.wait_for(throttle.acquire(100), 1)  # what is left covers this prompt
+        waiting = asyncio.create_task(throttle.acquire(90))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the bucket is empty: 90 tokens take 10 s to come back
+        clock.now += 10.01
+        throttle.release(spare, ok=True)  # any release wakes the waiters to look again
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(main())
+
+
+def test_the_output_bucket_holds_starts_by_what_answers_have_been_writing() -> None:
+    async def main() -> None:
+        clock = Clock()
+        throttle = Throttle(8, clock=clock)
+        first, token, spare = await throttle.acquire(), await throttle.acquire(), await throttle.acquire()
+        throttle.release(first, ok=True, rate_limit=RateLimit(output_tokens=Bucket(6000, remaining=1000)))
+        throttle.release(token, ok=True, used=(10, 300),
+                         rate_limit=RateLimit(output_tokens=Bucket(6000, remaining=200)))
+        waiting = asyncio.create_task(throttle.acquire())  # expects ~300 output tokens; 200 are left
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        clock.now += 100 / 90 + 0.01  # 6,000 a minute at 90%: 90 a second
+        throttle.release(spare, ok=True)
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(main())
+
+
+def test_the_fakes_token_limits_refuse_past_the_bucket_and_charge_output_after() -> None:
+    clock = Clock()
+    limits = Limits(None, FakeBucket(600, burst=100, clock=clock), FakeBucket(60, burst=50, clock=clock))
+    assert limits.admit(80) is None
+    refused = limits.admit(80)
+    assert refused is not None and refused.kind == "input_tokens" and refused.wait == pytest.approx(6.0)
+    limits.settle(60)  # the output bucket is in debt: the next request waits for it
+    clock.now += 6.0
+    refused = limits.admit(80)
+    assert refused is not None and refused.kind == "output_tokens"
+    headers = limits.headers()
+    assert headers["anthropic-ratelimit-input-tokens-limit"] == "600"
+    assert headers["anthropic-ratelimit-output-tokens-remaining"] == "0"
+
+
+class RequestPacing(Throttle):
+    """The throttle before token pacing: it reads only the request bucket's headers."""
+
+    def _pace(self, rate_limit: RateLimit) -> None:
+        super()._pace(dataclasses.replace(rate_limit, input_tokens=None, output_tokens=None))
+
+
+async def _refusals(throttle: type[Throttle], root: Path) -> int:
+    spec = make_spec({"a": 9, "b": 9, "c": 9})  # 27 workers + 3 coordinators, 8 in flight
+    provider = om.OfflineProvider(itpm_limit=300_000, itpm_burst=1_200)
+    async with prepared(spec, provider=provider, root=root) as engine:
+        engine.throttle = throttle(engine.concurrency)
+        state = await engine.run()
+    assert state.counts["done"] == 30
+    return engine.throttle.rate_limited
+
+
+def test_30_agents_against_an_input_token_limit_get_a_handful_of_429s_where_request_pacing_gets_many(
+        tmp_path: Path) -> None:
+    paced = asyncio.run(_refusals(Throttle, tmp_path / "tokens"))
+    unpaced = asyncio.run(_refusals(RequestPacing, tmp_path / "requests"))
+    assert paced <= 5 and unpaced > 2 * max(paced, 1), (paced, unpaced)

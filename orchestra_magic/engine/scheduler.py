@@ -294,7 +294,8 @@ class Engine:
         if request.mode == "batch" and plan.role in self._batch_roles:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
             return await self.provider.complete(request)  # here, not on a cluster: waiting needs no worker
-        token = await self.throttle.acquire()
+        # About 4 characters a token: enough for pacing on the input-token bucket.
+        token = await self.throttle.acquire((len(request.system) + len(request.prompt)) // 4)
         try:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
             completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt,
@@ -305,7 +306,9 @@ class Engine:
         except BaseException:
             self.throttle.release(token, ok=False)
             raise
-        self.throttle.release(token, ok=True, rate_limit=completion.rate_limit)
+        prompt = completion.input_tokens + completion.cache_write_tokens + completion.cache_read_tokens
+        self.throttle.release(token, ok=True, rate_limit=completion.rate_limit,
+                              used=(prompt, completion.output_tokens))
         return completion
 
     async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str, spent: list[Completion],

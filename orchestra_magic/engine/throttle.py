@@ -5,8 +5,15 @@ window does (additive increase, multiplicative decrease): each answer grows it b
 each rate-limit or overload answer (429, 529) halves it — once per episode, so a burst of 429s that were
 all sent before the first came back counts as one signal, not twenty. A 429's `retry-after` pauses
 every new attempt, not only the one that got it, so a limited API is not hammered by the others. And the
-rate-limit headers of ordinary answers are read: when the server says its request bucket is empty, new
-attempts are spaced at its refill rate instead of being sent to collect 429s.
+rate-limit headers of ordinary answers are read, so the run slows before the server refuses it:
+- the request bucket (`anthropic-ratelimit-requests-*`): when it could not take a window of requests,
+  starts are spaced at its refill rate;
+- the input- and output-token buckets (`anthropic-ratelimit-{input,output}-tokens-*`), the limits users
+  hit most: the throttle keeps a picture of each (the level the last answer gave, refilled at the
+  limit's rate, less what was sent since) and lets an attempt start only when each bucket holds what
+  it will take: its prompt (estimated from its length) and the output a request has been writing.
+The attempt waits for whichever bucket is closest to empty for it. `-reset` is not needed: the buckets
+refill continuously at the per-minute limit.
 """
 
 from __future__ import annotations
@@ -18,15 +25,54 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_PAUSE = 1.0  # when a 429 or 529 names no retry-after
+MARGIN = 0.9  # pace at 90% of a refill rate, so a little jitter does not land a request on an empty bucket
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One bucket as the headers give it: its per-minute limit and what is left of it now."""
+
+    limit: int
+    remaining: int
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """What an answer's `anthropic-ratelimit-requests-*` headers said: the per-minute limit and what is
-    left of it now."""
+    """What an answer's `anthropic-ratelimit-*` headers said: the request bucket (a limit of 0: the answer
+    did not say) and, where given, the input- and output-token buckets."""
 
-    requests_per_minute: int
-    remaining: int
+    requests_per_minute: int = 0
+    remaining: int = 0
+    input_tokens: Bucket | None = None
+    output_tokens: Bucket | None = None
+
+
+class TokenPicture:
+    """The throttle's picture of one token bucket: the level an answer gave, refilled since at the limit's
+    rate (up to the most the bucket has been seen to hold), less the tokens of attempts started since."""
+
+    __slots__ = ("at", "capacity", "level", "per_second")
+
+    def __init__(self) -> None:
+        self.per_second, self.capacity, self.level, self.at = 0.0, 0.0, 0.0, 0.0
+
+    def see(self, bucket: Bucket, now: float) -> None:
+        self.per_second = MARGIN * bucket.limit / 60
+        self.capacity = max(self.capacity, float(bucket.remaining))
+        self.level, self.at = float(bucket.remaining), now
+
+    def wait(self, need: float, now: float) -> float:
+        """Seconds until the bucket holds `need` (or is full, for more than it holds); 0 when it does."""
+        if self.per_second <= 0:
+            return 0.0
+        need = min(need, self.capacity)
+        level = min(self.capacity, self.level + (now - self.at) * self.per_second)
+        return max(0.0, (need - level) / self.per_second)
+
+    def spend(self, need: float, now: float) -> None:
+        if self.per_second > 0:
+            self.level = min(self.capacity, self.level + (now - self.at) * self.per_second) - need
+            self.at = now
 
 
 class Throttle:
@@ -42,24 +88,33 @@ class Throttle:
         self._interval = 0.0  # seconds between starts while the server's bucket is empty
         self._next_start = 0.0
         self._episode = 0  # bumped at each decrease; attempts started before it do not decrease again
+        self._tokens = (TokenPicture(), TokenPicture())  # the input- and output-token buckets
+        self._output = 0.0  # the output tokens an answer has been writing (a moving average)
         self._changed = asyncio.Event()  # set (and replaced) whenever a waiter may now start
 
-    async def acquire(self) -> int:
-        """Wait until the limit, a pause and the pacing all allow one more attempt; returns a token."""
+    async def acquire(self, input_tokens: int = 0) -> int:
+        """Wait until the limit, a pause and the pacing all allow one more attempt, whose prompt is about
+        `input_tokens` long; returns a token."""
+        need = (float(input_tokens), self._output)
         while True:
-            wait = max(self._resume_at, self._next_start) - self.clock()
+            now = self.clock()
+            wait = max(self._resume_at - now, self._next_start - now,
+                       *(picture.wait(n, now) for picture, n in zip(self._tokens, need, strict=True)))
             if wait <= 0 and self.in_flight < int(self.limit):
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait if wait > 0 else None)
         self.in_flight += 1
-        self._next_start = self.clock() + self._interval
+        self._next_start = now + self._interval
+        for picture, n in zip(self._tokens, need, strict=True):
+            picture.spend(n, now)
         return self._episode
 
     def release(self, token: int, *, ok: bool, rate_limited: bool = False, retry_after: float | None = None,
-                rate_limit: RateLimit | None = None) -> None:
+                rate_limit: RateLimit | None = None, used: tuple[int, int] | None = None) -> None:
         """Report how the attempt went: answered (`ok`), refused for rate or load (`rate_limited`), or
-        failed otherwise (neither: the limit stays as it is)."""
+        failed otherwise (neither: the limit stays as it is). `used`: the answer's input and output
+        tokens (the output ones estimate what the next attempts will write)."""
         self.in_flight -= 1
         if not self.adaptive:
             self.rate_limited += rate_limited
@@ -73,16 +128,22 @@ class Throttle:
             if token == self._episode:
                 self.limit = max(1.0, self.limit / 2)
                 self._episode += 1
+        if used is not None:
+            self._output = float(used[1]) if self._output == 0 else 0.7 * self._output + 0.3 * used[1]
         if rate_limit is not None:
             self._pace(rate_limit)
         self._notify()
 
     def _pace(self, rate_limit: RateLimit) -> None:
-        """Space starts at the refill rate while the bucket could not take a full window of requests; go
-        back to full speed once it could."""
-        empty = rate_limit.remaining < max(self.limit, self.in_flight + 1)
-        # 10% slower than the refill, so a little network jitter does not land a request on an empty bucket.
-        self._interval = 66.0 / max(1, rate_limit.requests_per_minute) if empty else 0.0
+        """Space starts at the refill rate while the request bucket could not take a full window of
+        requests (back to full speed once it could); take the token buckets' levels as they are now."""
+        if rate_limit.requests_per_minute:
+            empty = rate_limit.remaining < max(self.limit, self.in_flight + 1)
+            self._interval = 60.0 / (MARGIN * rate_limit.requests_per_minute) if empty else 0.0
+        now = self.clock()
+        for picture, bucket in zip(self._tokens, (rate_limit.input_tokens, rate_limit.output_tokens), strict=True):
+            if bucket is not None:
+                picture.see(bucket, now)
 
     def _notify(self) -> None:
         self._changed.set()  # wakes every waiter; each checks again

@@ -42,7 +42,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .clouds import EVENT_STREAM, CloudRoutes, Credentials, Frame, refuse_extensions
-from .limits import RequestBucket
+from .limits import Bucket, Limits
 from .text import tokens as _tokens
 from .tools import SIMULATED_MARK as SIMULATED_MARK  # re-exported: tests and users read it here
 from .wire import (
@@ -76,12 +76,18 @@ class FakeMessagesAPI:
                  retry_after_ms: int = 20, cut_rate: float = 0.0, stall_rate: float = 0.0,
                  stall_ms: float = 5000, rpm_limit: int | None = None, rpm_burst: int | None = None,
                  batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None,
-                 invalid_rate: float = 0.0, strict: bool = False, clouds: Credentials | None = None) -> None:
+                 invalid_rate: float = 0.0, strict: bool = False, clouds: Credentials | None = None,
+                 itpm_limit: int | None = None, itpm_burst: int | None = None, otpm_limit: int | None = None,
+                 otpm_burst: int | None = None) -> None:
         from .batches import FakeBatches  # here, not at the top: fakebatch builds on this module
 
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
-        # A requests-per-minute limit enforced like the API's (see fakelimits); None: unlimited.
-        self.bucket = RequestBucket(rpm_limit, rpm_burst) if rpm_limit else None
+        # Requests-, input- and output-tokens-per-minute limits enforced like the API's (see `limits`);
+        # None: unlimited.
+        self.limits = Limits(
+            Bucket(rpm_limit, rpm_burst) if rpm_limit else None,
+            Bucket(itpm_limit, itpm_burst, unit="input tokens") if itpm_limit else None,
+            Bucket(otpm_limit, otpm_burst, unit="output tokens") if otpm_limit else None)
         self.retry_after_ms = retry_after_ms
         # Faults beyond error statuses: a stream cut off halfway (the connection drops), and an answer
         # that stalls for `stall_ms` (longer than a client's timeout).
@@ -167,18 +173,19 @@ class FakeMessagesAPI:
             headers = {"retry-after-ms": str(self.retry_after_ms), "retry-after": str(seconds)}
         return ApiError(status, _INJECTED[status], f"simulated {_INJECTED[status]}", headers)
 
-    def _check_rate(self) -> None:
-        if self.bucket is None or self.bucket.take():
+    def _check_rate(self, input_tokens: int) -> None:
+        refusal = self.limits.admit(input_tokens) if self.limits else None
+        if refusal is None:
             return
-        wait = self.bucket.retry_after()
-        headers = {**self.bucket.headers(), "retry-after": str(max(1, math.ceil(wait))),
-                   "retry-after-ms": str(math.ceil(wait * 1000))}
+        headers = {**self.limits.headers(), "retry-after": str(max(1, math.ceil(refusal.wait))),
+                   "retry-after-ms": str(math.ceil(refusal.wait * 1000))}
+        what = refusal.kind.replace("_", " ")
         raise ApiError(429, "rate_limit_error", f"This request would exceed your organization's rate limit of "
-                       f"{self.bucket.rpm} requests per minute. Please reduce the rate of requests.", headers)
+                       f"{refusal.limit:,} {what} per minute. Please reduce the rate of requests.", headers)
 
     def _success_headers(self) -> dict[str, str]:
-        if self.bucket is not None:
-            return {"request-id": self._next_id("req"), **self.bucket.headers()}
+        if self.limits:
+            return {"request-id": self._next_id("req"), **self.limits.headers()}
         window = datetime.now(UTC).replace(second=0, microsecond=0)
         if window != self._window:
             self._window, self._used = window, 0
@@ -202,10 +209,11 @@ class FakeMessagesAPI:
         if self.strict:
             refuse_extensions(body)
         reply = reply_to(body, invalid=self.break_answer(body))
-        self._check_rate()
+        self._check_rate(reply.input_tokens)
         if (error := self._injected_error()) is not None:
             raise error
         reply = self._cache(body, reply)
+        self.limits.settle(reply.output_tokens)
         message = message_of(self._next_id("msg"), body["model"], reply)
         self.answers.append(message)
         if self._fault("stall", self.stall_rate):

@@ -26,7 +26,7 @@ import anthropic
 import httpx2  # the SDK's HTTP client (SDK 2.x)
 from anthropic.types import Message, TextBlockParam
 
-from ...engine.throttle import RateLimit
+from ...engine.throttle import Bucket, RateLimit
 from ...errors import AgentError, ConfigError, TransientAgentError
 from ...state.events import Role
 from ..base import AgentRequest, Completion, Provider
@@ -269,10 +269,18 @@ def _status_error(exc: anthropic.APIStatusError) -> AgentError:
 
 
 def _rate_limit(headers: Any) -> RateLimit | None:
-    """The request bucket as the answer's `anthropic-ratelimit-requests-*` headers describe it."""
+    """The buckets the answer's `anthropic-ratelimit-{requests,input-tokens,output-tokens}-*` headers
+    describe (None when it has none of them)."""
+    requests, inputs, outputs = (_bucket(headers, kind) for kind in ("requests", "input-tokens", "output-tokens"))
+    if requests is None and inputs is None and outputs is None:
+        return None
+    return RateLimit(requests.limit if requests else 0, requests.remaining if requests else 0, inputs, outputs)
+
+
+def _bucket(headers: Any, kind: str) -> Bucket | None:
     try:
-        return RateLimit(int(headers["anthropic-ratelimit-requests-limit"]),
-                         int(headers["anthropic-ratelimit-requests-remaining"]))
+        return Bucket(int(headers[f"anthropic-ratelimit-{kind}-limit"]),
+                      int(headers[f"anthropic-ratelimit-{kind}-remaining"]))
     except (KeyError, ValueError):
         return None
 
