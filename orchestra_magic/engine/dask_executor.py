@@ -40,6 +40,7 @@ from distributed.protocol.pickle import dumps
 from ..errors import AgentError, ConfigError, TransientAgentError, leave_spent, spent_on
 from ..providers.base import AgentRequest, Completion, Provider
 from .executors import Executor
+from .tracing import attached, carrier
 
 SEMAPHORE = "orchestra_magic"  # the cluster-wide cap every run on one cluster shares
 WATCH_EVERY = 0.2  # seconds between a worker's checks that the engine still wants its call
@@ -144,7 +145,7 @@ class DaskExecutor(Executor):
         cap: AbstractAsyncContextManager[Any] = _leased(self._semaphore) if self._semaphore else nullcontext()
         async with cap:
             future = self.client.submit(run_on_worker, key, self._session, self._shipped, request, timeout,
-                                        key=key, pure=False, retries=0)
+                                        carrier(), key=key, pure=False, retries=0)
             try:
                 completion: Completion = await future
             except FutureCancelledError as exc:  # not our doing: the scheduler or another client dropped it
@@ -239,14 +240,16 @@ async def _connected(client: distributed.Client) -> None:
 
 
 async def run_on_worker(key: str, session: str, provider: Provider, request: AgentRequest,
-                        timeout: float) -> Completion:  # noqa: ASYNC109 (limits the call, not the wait for it)
+                        timeout: float,  # noqa: ASYNC109 (limits the call, not the wait for it)
+                        trace_context: dict[str, str] | None = None) -> Completion:
     """One attempt, as a Dask task on a worker's event loop. Gives the call up after `timeout` seconds
     (raising `TimeoutError`, as the local executor does) or as soon as the engine has (the task was
     cancelled), since Dask itself would let it run to the end."""
     started = await _provider(session, provider)
     worker, loop = distributed.get_worker(), asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    call = asyncio.ensure_future(started.complete(request))
+    with attached(trace_context or {}):  # the call's task (and the SDK's span) inherit the engine's trace
+        call = asyncio.ensure_future(started.complete(request))
     while True:
         done, _ = await asyncio.wait({call}, timeout=max(0.0, min(WATCH_EVERY, deadline - loop.time())))
         if done:

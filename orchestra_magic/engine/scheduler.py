@@ -17,6 +17,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from ..tools.catalog import PythonTool
 from .executors import Executor, LocalExecutor
 from .planning import KEPT, AgentPlan, initial_state, input_hash, output_digest, plan_agents, render_request
 from .throttle import Throttle
+from .tracing import UNTRACED, RunTracing, tracer
 from .typed import answer_text, summary_source, typed_answer
 
 Listener = Callable[[Event, RunState], None]
@@ -113,6 +115,7 @@ class Engine:
         self._batch_roles = frozenset(role for role in ("worker", "coordinator") if provider.batches
                                       and spec.settings(role).mode == "batch" and not spec.settings(role).tools)
         self._slots = 0  # agents in flight holding one of the `concurrency` slots
+        self._attempt_span: Callable[[str, int], AbstractContextManager[Any]] = _untraced
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""
@@ -121,6 +124,10 @@ class Engine:
             task.cancel()
 
     async def run(self) -> RunState:
+        if (found := tracer()) is not None:  # OpenTelemetry is configured: spans from the events and attempts
+            tracing = RunTracing(found, self.state)
+            self.listeners.append(tracing.on_event)
+            self._attempt_span = tracing.attempt
         self.folder.write(SPEC, self.spec.to_yaml())
         self._snapshot()
         try:
@@ -293,13 +300,15 @@ class Engine:
         retried) and each of the batch's HTTP calls has the client's own timeout."""
         if request.mode == "batch" and plan.role in self._batch_roles:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            return await self.provider.complete(request)  # here, not on a cluster: waiting needs no worker
+            with self._attempt_span(plan.key, attempt):  # here, not on a cluster: waiting needs no worker
+                return await self.provider.complete(request)
         # About 4 characters a token: enough for pacing on the input-token bucket.
         token = await self.throttle.acquire((len(request.system) + len(request.prompt)) // 4)
         try:
             self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt,
-                                                      timeout=self.spec.timeout)
+            with self._attempt_span(plan.key, attempt):
+                completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt,
+                                                          timeout=self.spec.timeout)
         except TransientAgentError as exc:
             self.throttle.release(token, ok=False, rate_limited=exc.rate_limited, retry_after=exc.retry_after)
             raise
@@ -426,6 +435,10 @@ class Engine:
             self._snapshot()
         finally:  # the journal's descriptor (or a URL store's writer threads) must not outlive the run
             self.folder.close()
+
+
+def _untraced(agent: str, attempt: int) -> AbstractContextManager[Any]:
+    return UNTRACED
 
 
 def _file_error(exc: OSError, folder: object) -> str:

@@ -90,24 +90,26 @@ class Throttle:
         self._episode = 0  # bumped at each decrease; attempts started before it do not decrease again
         self._tokens = (TokenPicture(), TokenPicture())  # the input- and output-token buckets
         self._output = 0.0  # the output tokens an answer has been writing (a moving average)
+        self._token_headers = False  # an answer has given a token bucket
         self._changed = asyncio.Event()  # set (and replaced) whenever a waiter may now start
 
     async def acquire(self, input_tokens: int = 0) -> int:
         """Wait until the limit, a pause and the pacing all allow one more attempt, whose prompt is about
         `input_tokens` long; returns a token."""
-        need = (float(input_tokens), self._output)
         while True:
             now = self.clock()
-            wait = max(self._resume_at - now, self._next_start - now,
-                       *(picture.wait(n, now) for picture, n in zip(self._tokens, need, strict=True)))
+            wait = max(self._resume_at, self._next_start) - now
+            if self._token_headers:  # only once an answer has given a token bucket: the hot path stays short
+                wait = max(wait, self._tokens[0].wait(input_tokens, now), self._tokens[1].wait(self._output, now))
             if wait <= 0 and self.in_flight < int(self.limit):
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait if wait > 0 else None)
         self.in_flight += 1
         self._next_start = now + self._interval
-        for picture, n in zip(self._tokens, need, strict=True):
-            picture.spend(n, now)
+        if self._token_headers:
+            self._tokens[0].spend(input_tokens, now)
+            self._tokens[1].spend(self._output, now)
         return self._episode
 
     def release(self, token: int, *, ok: bool, rate_limited: bool = False, retry_after: float | None = None,
@@ -128,7 +130,7 @@ class Throttle:
             if token == self._episode:
                 self.limit = max(1.0, self.limit / 2)
                 self._episode += 1
-        if used is not None:
+        if used is not None and self._token_headers:
             self._output = float(used[1]) if self._output == 0 else 0.7 * self._output + 0.3 * used[1]
         if rate_limit is not None:
             self._pace(rate_limit)
@@ -140,7 +142,9 @@ class Throttle:
         if rate_limit.requests_per_minute:
             empty = rate_limit.remaining < max(self.limit, self.in_flight + 1)
             self._interval = 60.0 / (MARGIN * rate_limit.requests_per_minute) if empty else 0.0
-        now = self.clock()
+        if rate_limit.input_tokens is None and rate_limit.output_tokens is None:
+            return
+        self._token_headers, now = True, self.clock()
         for picture, bucket in zip(self._tokens, (rate_limit.input_tokens, rate_limit.output_tokens), strict=True):
             if bucket is not None:
                 picture.see(bucket, now)
