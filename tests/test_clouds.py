@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -232,3 +233,18 @@ def test_a_notebook_cell_runs_on_vertex_by_name(shell: Any, monkeypatch: pytest.
         summaries = cell(shell, f"%%orchestrate --provider vertex -o r\n{QUICKSTART.read_text()}")
     assert len(summaries) == 4 and (summaries.status == "done").all()
     assert shell.user_ns["r"].agents.cost_usd.notna().all()
+
+
+SECRETS = [
+    lambda: om.VertexProvider(region="us-east5", project_id="p", access_token="ya29.SECRET-token"),
+    lambda: om.FoundryProvider(resource="r", api_key="SECRET-foundry-key"),
+    lambda: om.CompatibleProvider(base_url="http://127.0.0.1:1", api_key="SECRET-compatible-key"),
+    lambda: om.BedrockProvider(region="us-east-1", aws_profile="team"),
+]
+
+
+@pytest.mark.parametrize("make", SECRETS)
+def test_the_copy_sent_to_dask_workers_carries_no_credential(make: Callable[[], om.Provider]) -> None:
+    provider = make()
+    shipped = pickle.dumps(provider.for_workers())
+    assert b"SECRET" not in shipped and type(pickle.loads(shipped)) is type(provider)
