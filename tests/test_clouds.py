@@ -122,6 +122,8 @@ REFUSED = [
     ("vertex", {"tools": ["web_fetch"]}, "does not offer the server tool 'web_fetch' .*there: web_search"),
     ("compatible", {"tools": ["code_execution"]}, "does not offer the server tool 'code_execution'"),
     ("compatible", {"mode": "batch"}, "the compatible provider cannot send the workers' mode: batch"),
+    ("compatible", {"roles": {"worker": {"output": {"price": "number"}}}},
+     "the compatible provider is not set to send structured outputs, which the workers' `output` needs"),
 ]
 
 
