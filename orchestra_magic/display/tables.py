@@ -32,7 +32,8 @@ class SummaryFrame(pd.DataFrame):
         styler = frame.style.hide(axis="index").format(precision=4, na_rep="")
         if "summary" in frame.columns:
             styler = styler.set_properties(subset=["summary"], **_WRAPPED)
-        return str(styler.set_table_styles([{"selector": "td", "props": [("vertical-align", "top")]}]).to_html())
+        styler = styler.set_table_styles([{"selector": "td", "props": [("vertical-align", "top")]}])
+        return str(styler.set_table_attributes('class="dataframe"').to_html())  # styled as notebooks style frames
 
     def __repr__(self) -> str:
         frame = pd.DataFrame(self)
