@@ -39,7 +39,8 @@ class AgentRetrying:
     rate_limited: bool = False  # refused for rate or load (429, 529): the run is slowing down
 
     def __post_init__(self) -> None:
-        _keep_safe(self, "error")
+        if self.error:  # most events have none: keep their making cheap
+            _keep_safe(self, "error", self.error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +65,8 @@ class AgentFinished:
     truncated: bool = False  # done, but the output is cut off (see `AgentState.truncated`)
 
     def __post_init__(self) -> None:
-        _keep_safe(self, "error")
+        if self.error:  # most events have none: keep their making cheap
+            _keep_safe(self, "error", self.error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,15 +76,14 @@ class RunFinished:
     reason: str = ""
 
     def __post_init__(self) -> None:
-        _keep_safe(self, "reason")
+        if self.reason:
+            _keep_safe(self, "reason", self.reason)
 
 
-def _keep_safe(event: object, name: str) -> None:
+def _keep_safe(event: object, name: str, text: str) -> None:
     """Every text of a run that could hold what an error said passes here on its way to the journal,
     run.json and every view: it is redacted and bounded (see `redaction`) when the event is made."""
-    text = getattr(event, name)
-    if text:
-        object.__setattr__(event, name, safe_text(text))
+    object.__setattr__(event, name, safe_text(text))
 
 
 Event = AgentStarted | AgentRetrying | AgentFinished | RunFinished
