@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"{what} tokens the bucket holds (default: a tenth of --{kind})")
     fake.add_argument("--strict", action="store_true",
                       help="refuse cache_control, thinking and effort with 400s, as a strict compatible server does")
+    fake.add_argument("--retry-after-ms", type=_at_least_one, default=20,
+                      help="the retry-after of injected 429s (default 20)")
+    fake.add_argument("--fault", action="append", default=[], type=_fault, metavar="KIND=RATE",
+                      help="a share of requests answered with a fault on the wire: no_stop, invalid_json, "
+                           "json_not_sse, empty, no_message_start, sse_error, rate_limit, echo_headers, "
+                           "huge_error (repeatable)")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -195,16 +201,30 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _fault(text: str) -> tuple[str, float]:
+    """`--fault KIND=RATE`, e.g. `--fault no_stop=0.2`."""
+    kind, sep, rate = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"takes KIND=RATE, e.g. no_stop=0.2, got {text!r}")
+    return kind, _share(rate)
+
+
 def _fake_api(args: argparse.Namespace) -> int:
+    from .fake.faults import check_rates
     from .fake.server import serve
 
     for limit in ("rpm", "itpm", "otpm"):
         if getattr(args, f"{limit}_burst") is not None and getattr(args, limit) is None:
             raise UsageError(f"--{limit}-burst shapes the limit --{limit} sets: give --{limit} too")
+    try:
+        faults = check_rates(dict(args.fault))
+    except ValueError as exc:
+        raise UsageError(f"--fault: {exc}") from None
     serve(args.host, args.port, latency_ms=args.latency_ms, error_rate=args.error_rate, seed=args.seed,
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
           rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate, strict=args.strict,
-          itpm_limit=args.itpm, itpm_burst=args.itpm_burst, otpm_limit=args.otpm, otpm_burst=args.otpm_burst)
+          itpm_limit=args.itpm, itpm_burst=args.itpm_burst, otpm_limit=args.otpm, otpm_burst=args.otpm_burst,
+          retry_after_ms=args.retry_after_ms, fault_rates=faults)
     return 0
 
 
@@ -212,6 +232,15 @@ def _console(stderr: bool) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _truncated_workers(result: Run) -> dict[str, list[str]]:
+    """Per domain, the agents whose output is cut off (done, but not whole)."""
+    cut: dict[str, list[str]] = {}
+    for agent in result.state.agents.values():
+        if agent.truncated:
+            cut.setdefault(agent.domain, []).append(agent.agent)
+    return cut
 
 
 def print_run(result: Run, console: Console) -> None:
@@ -222,17 +251,21 @@ def print_run(result: Run, console: Console) -> None:
     table = Table(show_lines=True, title=Text(f"Run {result.run_id}: {result.status}"))
     for column in ("domain", "status", "workers", "tokens in/out", "summary"):
         table.add_column(column, overflow="fold", ratio=4 if column == "summary" else None)
+    cut = _truncated_workers(result)
     for row in result.summaries.to_dict("records"):
         missing: list[str] = row["missing"]
         workers = f"{row['workers'] - len(missing)}/{row['workers']}"
         workers += f" ({row['failed']} failed)" if row["failed"] else ""
         summary = str(row["summary"]) + (f"\nmissing: {', '.join(missing)}" if missing else "")
+        if cut.get(row["domain"]):
+            summary += f"\ntruncated (cut off at max_tokens): {', '.join(cut[row['domain']])}"
         tokens = f"{row['input_tokens']:,}/{row['output_tokens']:,}"
         cells = (str(row["domain"]), str(row["status"]), workers, tokens, summary)
         table.add_row(*(Text(cell) for cell in cells))  # Text: agent output is never read as rich markup
     console.print(table)
     state = result.state
     counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
+    counts += f" ({state.truncated} truncated: output cut off)" if state.truncated else ""
     reason = f" ({state.reason})" if state.reason else ""
     cost = f" Cost: {state.cost()}." if state.cost() else ""
     cached = sum(a.cache_read_tokens + a.cache_write_tokens for a in state.agents.values())

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .redaction import safe_text
+
 if TYPE_CHECKING:
     from .providers.base import Completion
 
 
 class OrchestraError(Exception):
-    """Root of every error orchestra_magic raises on purpose."""
+    """Root of every error orchestra_magic raises on purpose. Its message is redacted and bounded as it is
+    made (`redaction.safe_text`): an error is shown and stored, and may quote an API's or a proxy's answer."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(safe_text(a) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(OrchestraError):

@@ -32,7 +32,7 @@ SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing"
                    "synthesis_path", "input_tokens", "output_tokens", "cost_usd"]
 AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens",
                  "cache_write_tokens", "cache_read_tokens", "cost_usd", "seconds", "path", "error", "note", "batch",
-                 "tool_calls", "server_tool_calls"]
+                 "tool_calls", "server_tool_calls", "truncated"]
 
 
 class Run:
@@ -138,7 +138,7 @@ class Run:
              "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
              "cost_usd": a.cost_usd, "seconds": a.seconds,
              "path": self._folder.where(a.path), "error": a.error, "note": a.note, "batch": a.batch,
-             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls}
+             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls, "truncated": a.truncated}
             for a in self.state.agents.values()
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS).astype({"cost_usd": float})

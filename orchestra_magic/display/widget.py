@@ -27,6 +27,7 @@ _COLOURS = {"done": "#2e7d32", "skipped": "#607d8b", "running": "#1565c0", "fail
             "cancelled": "#ef6c00", "pending": "#9e9e9e"}
 _BAR_STYLE = {"done": "success", "failed": "danger", "cancelled": "warning", "running": "info"}
 MAX_PREVIEW_CHARS = 20_000
+_TRUNCATED_MARK = "✂"
 
 
 class DomainRow:
@@ -79,6 +80,8 @@ class DomainRow:
         style = "danger" if counts["failed"] else "warning" if counts["cancelled"] else "info"
         self.bar.bar_style = "success" if done == len(self.agents) else style
         extra = "".join(f" · {counts[s]} {s}" for s in ("running", "failed", "cancelled") if counts[s])
+        if cut := sum(a.truncated for a in self.agents):
+            extra += f" · {_TRUNCATED_MARK} {cut} truncated"
         self.label.value = (f"<b>{html.escape(self.name)}</b> {done}/{len(self.agents)} done{extra} · "
                             f"coordinator {_badge(coordinator.status)}")
         if self.details.children:
@@ -148,7 +151,8 @@ class RunView:
 def header_text(state: RunState, now: float, html_: bool = False) -> str:
     """One line for the run: id, status, counts, tokens, elapsed. Shared by the widget and the text view."""
     c = state.counts
-    counts = (f"{c['done'] + c['skipped']} done · {c['running']} running · {c['failed']} failed · "
+    cut = f" ({_TRUNCATED_MARK} {state.truncated} truncated)" if state.truncated else ""
+    counts = (f"{c['done'] + c['skipped']} done{cut} · {c['running']} running · {c['failed']} failed · "
               f"{c['pending']} pending" + (f" · {c['cancelled']} cancelled" if c["cancelled"] else ""))
     tokens = f"{state.input_tokens:,} in / {state.output_tokens:,} out tokens"
     tokens += f" · {state.cost()}" if state.cost() else ""
@@ -171,13 +175,21 @@ def executor_html(state: RunState) -> str:
     return line
 
 
+def _truncated(agent: AgentState) -> str:
+    """The mark of an output that is cut off (done, but not whole), with why in its tooltip."""
+    if not agent.truncated:
+        return ""
+    return (f" <span title='truncated: the output is cut off (max_tokens reached); its coordinator was told' "
+            f"style='color:#ef6c00;font-weight:600'>{_TRUNCATED_MARK} truncated</span>")
+
+
 def _badge(status: str) -> str:
     return f"<span style='color:{_COLOURS.get(status, '#000')};font-weight:600'>{status}</span>"
 
 
 def _worker_table(agents: list[AgentState]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(a.agent)}</td><td>{_badge(a.status)}</td><td>{a.attempts}</td>"
+        f"<tr><td>{html.escape(a.agent)}</td><td>{_badge(a.status)}{_truncated(a)}</td><td>{a.attempts}</td>"
         f"<td>{a.input_tokens:,}/{a.output_tokens:,}</td><td>{'' if a.seconds is None else f'{a.seconds:.1f}'}</td>"
         f"<td>{html.escape(a.error[:160])}</td></tr>"
         for a in agents

@@ -84,7 +84,7 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
     else:
         task = domain.coordinator
         quoted = [{"agent": r.agent, "path": r.path, "missing": r.missing, "error": r.error,
-                   "text": fence(r.text or "")} for r in inputs]
+                   "truncated": r.truncated, "text": fence(r.text or "")} for r in inputs]
         system, prompt = prompts.render_coordinator({**base, "task": task, "results": quoted,
                                                      "synthesis_path": plan.path, "summary_words": spec.summary_words})
     settings = spec.settings(plan.role)

@@ -26,7 +26,7 @@ from ..pricing import cost_usd, dollars
 from ..providers.base import AgentRequest, Completion, Provider, WorkerResult
 from ..runfolder.folder import RunFolder
 from ..runfolder.layout import SPEC, answer_path
-from ..spec.model import Spec, Worker
+from ..spec.model import DEFAULT_MAX_WAIT, Spec, Worker
 from ..spec.prompts import Prompts, extract_summary, worker_note
 from ..state.events import (
     AgentFinished,
@@ -49,19 +49,29 @@ Listener = Callable[[Event, RunState], None]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; a server's `retry-after` is honoured as given (up to `cap`)."""
+    """Exponential backoff with jitter, up to `cap`; a server's `retry-after` is honoured as given. No wait
+    is longer than `max_wait` (the spec's key, which the engine's default policy takes): a backoff is
+    shortened to it, and a `retry-after` past it fails the agent (`too_long`) rather than hang the run."""
 
     attempts: int = 3
     base: float = 1.0
     cap: float = 60.0
     jitter: float = 0.5
     rate_limit_retries: int = 10  # 429/529 answers are waited out apart from `attempts`, up to this many
+    max_wait: float = DEFAULT_MAX_WAIT
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         if retry_after is not None:
-            return min(retry_after, self.cap)
-        backoff = min(self.cap, self.base * 2.0 ** (attempt - 1))
+            return min(retry_after, self.max_wait)
+        backoff = min(self.cap, self.max_wait, self.base * 2.0 ** (attempt - 1))
         return backoff * (1 - self.jitter * rng.random())
+
+    def too_long(self, retry_after: float | None) -> str:
+        """Why a server's requested wait will not be waited ("" when it will)."""
+        if retry_after is None or retry_after <= self.max_wait:
+            return ""
+        return (f"the API asked to wait {retry_after:,.0f} s before trying again (retry-after), longer than "
+                f"max_wait ({self.max_wait:,.0f} s); raise max_wait in the spec to wait that long, or resume later")
 
 
 class Engine:
@@ -86,7 +96,7 @@ class Engine:
         self.spec, self.provider, self.folder = spec, provider, folder
         self.tools = dict(tools or {})  # the Python tools, resolved once (`tools.resolve_tools`)
         self.concurrency = concurrency or spec.concurrency
-        self.retry = retry or RetryPolicy(attempts=spec.attempts)
+        self.retry = retry or RetryPolicy(attempts=spec.attempts, max_wait=spec.max_wait)  # given: as given
         self.listeners = list(listeners)
         self.clock, self.sleep = clock, sleep
         self.prompts = Prompts(spec.templates)
@@ -101,7 +111,11 @@ class Engine:
         self.executor = executor or LocalExecutor(provider)  # where calls run; started by whoever made it
         self.state.executor, self.state.dashboard = self.executor.describe(), self.executor.dashboard_link
         self.rng = random.Random()
-        self.throttle = Throttle(self.concurrency)
+        # Wall-clock time stamps the events; the throttle's pauses keep to a monotonic clock and real sleep,
+        # unless a clock is given: then with the sleep given too (one that moves that clock, in tests).
+        timed = clock is not time.time
+        self.throttle = Throttle(self.concurrency, clock=clock if timed else time.monotonic,
+                                 sleep=sleep if timed else asyncio.sleep, max_wait=self.retry.max_wait)
         self._stopping = ""
         self._running: dict[asyncio.Task[None], AgentPlan] = {}
         self._ready: deque[AgentPlan] = deque()  # agents that may start, coordinators at the front
@@ -284,8 +298,10 @@ class Engine:
                 return self._fail(plan, f"{type(exc).__name__}: {exc}", spent)
             else:
                 return await self._succeed(plan, completion, digest, spent, answer)
+            tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+            if too_long := self.retry.too_long(retry_after):
+                return self._fail(plan, f"gave up after {tries}: {too_long}. Last error: {error}", spent)
             if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
-                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 return self._fail(plan, f"gave up after {tries}; last error: {error}", spent)
             delay = self.retry.delay(attempt, retry_after, self.rng)
             self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay,
@@ -337,7 +353,7 @@ class Engine:
         done = AgentFinished(
             agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest,
             output_hash=output_digest(text), summary=summary,
-            summary_cut=cut, note=note, batch=completion.batch,
+            summary_cut=cut, note=note, batch=completion.batch, truncated=completion.truncated,
         )
         self._emit(done)
         try:
@@ -390,7 +406,8 @@ class Engine:
         if agent.status not in KEPT:
             return WorkerResult(worker.id, agent.path, None, agent.error or agent.status)
         text = self._checked.pop(worker.id, None)
-        return WorkerResult(worker.id, agent.path, self.folder.read_text(agent.path) if text is None else text)
+        return WorkerResult(worker.id, agent.path, self.folder.read_text(agent.path) if text is None else text,
+                            truncated=agent.truncated)
 
     def _emit(self, event: Event) -> None:
         self.state.apply(event)

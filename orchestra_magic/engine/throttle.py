@@ -14,15 +14,20 @@ rate-limit headers of ordinary answers are read, so the run slows before the ser
   it will take: its prompt (estimated from its length) and the output a request has been writing.
 The attempt waits for whichever bucket is closest to empty for it. `-reset` is not needed: the buckets
 refill continuously at the per-minute limit.
+
+Every wait here is bounded by `max_wait` (the spec's key): a server that asks for a day's pause gets at
+most that, and the agent it refused fails with the reason (the engine's `RetryPolicy` decides that).
+Time and sleep are injectable, so a test of a day-long `retry-after` takes milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from ..spec.model import DEFAULT_MAX_WAIT
 
 DEFAULT_PAUSE = 1.0  # when a 429 or 529 names no retry-after
 MARGIN = 0.9  # pace at 90% of a refill rate, so a little jitter does not land a request on an empty bucket
@@ -78,12 +83,15 @@ class TokenPicture:
 class Throttle:
     """The gate every attempt passes: `token = await acquire()`, then exactly one `release(token, ...)`."""
 
-    def __init__(self, cap: int, *, adaptive: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cap: int, *, adaptive: bool = True, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 max_wait: float = DEFAULT_MAX_WAIT) -> None:
         self.cap, self.adaptive = cap, adaptive  # not adaptive: a fixed cap, as most fan-out code has
         self.limit = float(cap)  # the adaptive in-flight limit, 1..cap
         self.in_flight = 0
         self.rate_limited = 0  # how many 429/529 answers were seen
-        self.clock = clock
+        self.clock, self.sleep = clock, sleep
+        self.max_wait = max_wait  # the longest a pause or the spacing of starts may be
         self._resume_at = 0.0  # no attempt starts before this (a server's retry-after)
         self._interval = 0.0  # seconds between starts while the server's bucket is empty
         self._next_start = 0.0
@@ -103,14 +111,26 @@ class Throttle:
                 wait = max(wait, self._tokens[0].wait(input_tokens, now), self._tokens[1].wait(self._output, now))
             if wait <= 0 and self.in_flight < int(self.limit):
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait if wait > 0 else None)
+            await self._until_changed(wait)
         self.in_flight += 1
         self._next_start = now + self._interval
         if self._token_headers:
             self._tokens[0].spend(input_tokens, now)
             self._tokens[1].spend(self._output, now)
         return self._episode
+
+    async def _until_changed(self, wait: float) -> None:
+        """Until something changes (an attempt ends) or, while paused, `wait` seconds pass (by the
+        injected `sleep`, so a test of a long pause takes no time)."""
+        if wait <= 0:
+            await self._changed.wait()
+            return
+        timer, changed = asyncio.ensure_future(self.sleep(wait)), asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait((timer, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            changed.cancel()
 
     def release(self, token: int, *, ok: bool, rate_limited: bool = False, retry_after: float | None = None,
                 rate_limit: RateLimit | None = None, used: tuple[int, int] | None = None) -> None:
@@ -126,7 +146,8 @@ class Throttle:
             self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
         if rate_limited:
             self.rate_limited += 1
-            self._resume_at = max(self._resume_at, self.clock() + (retry_after or DEFAULT_PAUSE))
+            pause = min(retry_after or DEFAULT_PAUSE, self.max_wait)
+            self._resume_at = max(self._resume_at, self.clock() + pause)
             if token == self._episode:
                 self.limit = max(1.0, self.limit / 2)
                 self._episode += 1
@@ -141,7 +162,7 @@ class Throttle:
         requests (back to full speed once it could); take the token buckets' levels as they are now."""
         if rate_limit.requests_per_minute:
             empty = rate_limit.remaining < max(self.limit, self.in_flight + 1)
-            self._interval = 60.0 / (MARGIN * rate_limit.requests_per_minute) if empty else 0.0
+            self._interval = min(60.0 / (MARGIN * rate_limit.requests_per_minute), self.max_wait) if empty else 0.0
         if rate_limit.input_tokens is None and rate_limit.output_tokens is None:
             return
         self._token_headers, now = True, self.clock()

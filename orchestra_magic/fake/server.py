@@ -16,10 +16,14 @@ What it simulates:
   500 errors drawn from a seeded RNG, all with the real error body shape and headers.
 - Structured outputs (`output_config.format`): JSON that fits the schema (see `structured`); a seeded
   `invalid_rate` of them made not to fit, counted in `faults["invalid"]`.
+- Faults on the wire, on demand (`fault_rates`; see `fake.faults`): streams that end without
+  `message_stop`, `200`s with broken or empty bodies, `event: error` mid-stream, a day-long `retry-after`,
+  error pages that echo the request's headers, errors megabytes long.
 - Latency before the first byte, token usage estimates (about 4 characters per token), rate-limit
   headers, and `POST /v1/messages/count_tokens`.
 - The Message Batches endpoints, on the same server (see `fakebatch`; records in `batches`).
-It never logs, stores or echoes the key. Request checks and how answers are shaped and streamed are in
+It never logs or stores the key, and echoes it only when the `echo_headers` fault is asked for.
+Request checks and how answers are shaped and streamed are in
 `fakewire`, shared with the batch endpoints; this module is the server: errors, limits, caching, timing.
 """
 
@@ -33,7 +37,7 @@ import math
 import random
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +45,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from . import faults as wire_faults
 from .clouds import EVENT_STREAM, CloudRoutes, Credentials, Frame, refuse_extensions
 from .limits import Bucket, Limits
 from .text import tokens as _tokens
@@ -78,7 +83,7 @@ class FakeMessagesAPI:
                  batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None,
                  invalid_rate: float = 0.0, strict: bool = False, clouds: Credentials | None = None,
                  itpm_limit: int | None = None, itpm_burst: int | None = None, otpm_limit: int | None = None,
-                 otpm_burst: int | None = None) -> None:
+                 otpm_burst: int | None = None, fault_rates: Mapping[str, float] | None = None) -> None:
         from .batches import FakeBatches  # here, not at the top: fakebatch builds on this module
 
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
@@ -94,6 +99,7 @@ class FakeMessagesAPI:
         self.cut_rate, self.stall_rate, self.stall_ms = cut_rate, stall_rate, stall_ms
         # Structured answers (`output_config.format`) made not to fit their schema, at this seeded rate.
         self.invalid_rate = invalid_rate
+        self.fault_rates = wire_faults.check_rates(fault_rates or {})  # the wire faults, by kind
         self.faults: Counter[str] = Counter()
         self.cache: Counter[str] = Counter()  # prompt-cache "write"s and "read"s
         self._cached: set[str] = set()
@@ -212,12 +218,20 @@ class FakeMessagesAPI:
         self._check_rate(reply.input_tokens)
         if (error := self._injected_error()) is not None:
             raise error
+        fault = wire_faults.pick(self._rng, self.fault_rates)
+        if fault is not None:
+            self.faults[fault] += 1
+            if (error := wire_faults.status_fault(fault, request, self.retry_after_ms)) is not None:
+                raise error
         reply = self._cache(body, reply)
         self.limits.settle(reply.output_tokens)
         message = message_of(self._next_id("msg"), body["model"], reply)
-        self.answers.append(message)
         if self._fault("stall", self.stall_rate):
             await asyncio.sleep(self.stall_ms / 1000)
+        if fault is not None:  # a broken answer: not in `answers`, which holds the messages sent whole
+            return await wire_faults.send(fault, request, message, reply, self._success_headers(),
+                                         streamed=body.get("stream") is True)
+        self.answers.append(message)
         if body.get("stream") is True:
             return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate), frame=frame)
         return web.json_response(message, headers=self._success_headers())

@@ -27,6 +27,7 @@ class WorkerResult:
     path: str
     text: str | None
     error: str = ""
+    truncated: bool = False  # the worker's output is cut off: its coordinator is told so
 
     @property
     def missing(self) -> bool:
@@ -71,6 +72,11 @@ class Completion:
     tool_calls: int = 0  # Python tool calls the provider ran for this agent
     server_tool_calls: int = 0  # server tool uses (web searches, fetches, code runs), billed by the API
     turns: tuple[Completion, ...] = ()  # a tool loop's Messages calls, each priced on its own
+    truncated: bool = False  # the answer is cut off (the model hit `max_tokens`): done, but flagged
+
+
+# The Messages API's stop reasons for an answer the model did not get to finish.
+CUT_OFF_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 class Provider(abc.ABC):
@@ -81,6 +87,10 @@ class Provider(abc.ABC):
     # Answers `mode: batch` requests through a batch API. The engine then gives such agents no
     # concurrency slot and no per-attempt timeout: they wait on a batch, not on an open connection.
     batches: bool = False
+
+    def __repr__(self) -> str:
+        """Its name only: a provider may hold a key, and a repr is shown and logged."""
+        return f"<{type(self).__name__} {self.name}>"
 
     @property
     def identity(self) -> str:

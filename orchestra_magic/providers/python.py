@@ -24,7 +24,7 @@ AgentFunction = Callable[[AgentRequest], "Answer | Awaitable[Answer]"]
 def list_coordinator(request: AgentRequest) -> str:
     """The default coordinator: each worker's closing line, and a count as the summary."""
     lines = [f"- {r.agent}: {'missing: ' + r.error if r.text is None else _last_line(r.text)}"
-             for r in request.inputs]
+             + (" (truncated: cut off before its end)" if r.truncated else "") for r in request.inputs]
     done = sum(not r.missing for r in request.inputs)
     summary = f"{done} of {len(request.inputs)} workers in {request.domain} produced results."
     return "\n".join([f"# {request.domain}", "", *lines, "", f"<summary>{summary}</summary>"])

@@ -36,6 +36,7 @@ from .output import output_schema
 from .source import MAX_ID_LENGTH, SAFE_ID, Expander, Path_, format_path, read_source, unknown_key
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_MAX_WAIT = 300.0  # seconds: the longest any one wait (a 429's retry-after, a backoff, a pause) may be
 # Names Windows will not create as files, whatever the extension.
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
 
@@ -158,6 +159,7 @@ class Spec(_Model):
     schedule: Literal["pool", "waves"] = "pool"
     attempts: StrictInt = Field(3, ge=1, le=20)
     timeout: StrictFloat = Field(600.0, gt=0, le=86_400)
+    max_wait: StrictFloat = Field(DEFAULT_MAX_WAIT, gt=0, le=86_400)  # cap on every wait; past it the agent fails
     max_tokens: StrictInt = Field(4096, ge=1, le=200_000)
     effort: Effort | None = None
     thinking: Thinking | None = None

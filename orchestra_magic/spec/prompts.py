@@ -54,7 +54,7 @@ class Prompts:
         before the run starts rather than failing every agent."""
         base = {"run_name": "r", "context": "c", "domain": "d", "domain_context": "dc", "task": "t"}
         self.render_worker({**base, "worker_id": "w", "output_path": "workers/w.md"})
-        result = {"agent": "w", "path": "workers/w.md", "text": "x", "missing": False, "error": ""}
+        result = {"agent": "w", "path": "workers/w.md", "text": "x", "missing": False, "error": "", "truncated": False}
         self.render_coordinator({**base, "results": [result], "synthesis_path": "synthesis/d.md", "summary_words": 150})
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_type_hints
 
 from ..pricing import dollars
+from ..redaction import safe_text
 
 Status = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 Role = Literal["worker", "coordinator"]
@@ -37,6 +38,10 @@ class AgentRetrying:
     delay: float
     rate_limited: bool = False  # refused for rate or load (429, 529): the run is slowing down
 
+    def __post_init__(self) -> None:
+        if self.error:  # most events have none: keep their making cheap
+            _keep_safe(self, "error", self.error)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentFinished:
@@ -57,6 +62,11 @@ class AgentFinished:
     batch: bool = False  # answered through a message batch (billed at half price)
     tool_calls: int = 0  # Python tool calls (see `tools`)
     server_tool_calls: int = 0  # web searches, fetches and code runs done by the API
+    truncated: bool = False  # done, but the output is cut off (see `AgentState.truncated`)
+
+    def __post_init__(self) -> None:
+        if self.error:  # most events have none: keep their making cheap
+            _keep_safe(self, "error", self.error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +74,16 @@ class RunFinished:
     at: float
     status: RunStatus
     reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reason:
+            _keep_safe(self, "reason", self.reason)
+
+
+def _keep_safe(event: object, name: str, text: str) -> None:
+    """Every text of a run that could hold what an error said passes here on its way to the journal,
+    run.json and every view: it is redacted and bounded (see `redaction`) when the event is made."""
+    object.__setattr__(event, name, safe_text(text))
 
 
 Event = AgentStarted | AgentRetrying | AgentFinished | RunFinished
@@ -154,6 +174,9 @@ class AgentState:
     batch: bool = False  # its answer came through a message batch
     tool_calls: int = 0
     server_tool_calls: int = 0
+    # Done, but its output is not whole: the model stopped at `max_tokens` (or the context window), or an
+    # output was cut to fit where it goes. Kept `done` (it was paid for and may be enough), never read as whole.
+    truncated: bool = False
 
     @property
     def seconds(self) -> float | None:
@@ -186,6 +209,7 @@ class RunState:
     cost_usd: float = 0.0  # what the agents with a known price cost; see `unpriced`
     unpriced: int = 0  # finished agents that reported tokens for a model with no known price
     rate_limited: int = 0  # 429/529 refusals seen while this process ran the run (not kept on disk)
+    truncated: int = 0  # agents whose output is cut off (`AgentState.truncated`)
     executor: str = "local"  # where the agents run, in words ("dask (tcp://…, 2 workers, 8 threads)")
     dashboard: str = ""  # the executor's dashboard, when it has one (Dask's)
     # Records of agents an earlier spec of this run folder had and the current one does not, as they were
@@ -202,6 +226,7 @@ class RunState:
         self.output_tokens = sum(a.output_tokens for a in self.agents.values())
         self.cost_usd = sum(a.cost_usd or 0.0 for a in self.agents.values())
         self.unpriced = sum(1 for a in self.agents.values() if _unpriced(a.cost_usd, a.input_tokens))
+        self.truncated = sum(a.truncated for a in self.agents.values())
 
     def apply(self, event: Event) -> None:
         """The reducer: O(1) per event, so progress stays cheap at 10,000 agents."""
@@ -236,6 +261,8 @@ class RunState:
             agent.summary_cut, agent.note = event.summary_cut, event.note
             agent.batch = event.batch
             agent.tool_calls, agent.server_tool_calls = event.tool_calls, event.server_tool_calls
+            self.truncated += event.truncated - agent.truncated
+            agent.truncated = event.truncated
 
     def _set_status(self, agent: AgentState, status: Status) -> None:
         self.counts[agent.status] -= 1

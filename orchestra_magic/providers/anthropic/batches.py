@@ -38,7 +38,7 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 # Entry errors worth another try; the rest (invalid_request_error, not_found_error, …) would fail again.
-_TRANSIENT_KINDS = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
+TRANSIENT_KINDS = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
 _TRANSIENT_STATUS = frozenset({408, 409, 429})
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]")
 _ENTRY_OVERHEAD = 100  # bytes of JSON around one entry's params in the create body
@@ -248,7 +248,7 @@ def _outcome(result: MessageBatchResult) -> Message | AgentError:
     if result.type == "errored":
         error = result.error.error
         text = f"the batch answered this request with {error.type}: {error.message}"
-        return BatchEntryError(text) if error.type in _TRANSIENT_KINDS else AgentError(text)
+        return BatchEntryError(text) if error.type in TRANSIENT_KINDS else AgentError(text)
     if result.type == "expired":
         return BatchEntryError("the batch expired before this request was processed (the API ends a batch "
                                "after 24 hours)")

@@ -20,7 +20,7 @@ import anthropic
 from ...cloud_models import BEDROCK_PROFILES, cloud_model_id
 from ...errors import ConfigError
 from .features import PROFILES, compatible_profile
-from .provider import AnthropicProvider, _check_reachable
+from .provider import AnthropicProvider, _check_key, _check_reachable
 
 if TYPE_CHECKING:
     from .provider import Client
@@ -136,6 +136,8 @@ class FoundryProvider(AnthropicProvider):
         if key is None and self._token_provider is None:
             raise ConfigError("ANTHROPIC_FOUNDRY_API_KEY is not set; set it to your Foundry resource's key "
                               "(or pass azure_ad_token_provider= from Python)")
+        if key is not None:
+            _check_key(key, "the api_key given" if self._api_key else "ANTHROPIC_FOUNDRY_API_KEY")
         resource = self.resource or (None if self.base_url else os.environ.get("ANTHROPIC_FOUNDRY_RESOURCE"))
         base_url = None if resource else self.base_url or os.environ.get("ANTHROPIC_FOUNDRY_BASE_URL")
         if not resource and not base_url:

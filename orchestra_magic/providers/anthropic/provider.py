@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -24,13 +25,15 @@ from urllib.parse import urlsplit
 
 import anthropic
 import httpx2  # the SDK's HTTP client (SDK 2.x)
+from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message, TextBlockParam
 
 from ...engine.throttle import Bucket, RateLimit
 from ...errors import AgentError, ConfigError, TransientAgentError
+from ...redaction import redact
 from ...state.events import Role
-from ..base import AgentRequest, Completion, Provider
-from .batches import Batcher, BatchPolicy, Sleep
+from ..base import CUT_OFF_STOPS, AgentRequest, Completion, Provider
+from .batches import TRANSIENT_KINDS, Batcher, BatchPolicy, Sleep
 from .features import PROFILES, Profile, refusal
 
 if TYPE_CHECKING:
@@ -84,6 +87,11 @@ class AnthropicProvider(Provider):
         return (f"the {self.profile.name} provider is not set to send structured outputs, which the {role}s' "
                 f"`output` needs; name the feature if the server takes them (features=[\"structured_outputs\"])")
 
+    def __repr__(self) -> str:
+        """Where it points, never its key; a URL's `user:password@` is redacted."""
+        where = redact(self.base_url) if self.base_url else "ANTHROPIC_BASE_URL or the default endpoint"
+        return f"<{type(self).__name__} {self.name} at {where}>"
+
     async def start(self) -> None:
         self._client = await self._connect()
 
@@ -95,6 +103,7 @@ class AnthropicProvider(Provider):
                 "ANTHROPIC_API_KEY is not set. Set it to your Anthropic API key, "
                 "or try the run without one: --provider offline (simulated answers)."
             )
+        _check_key(key, "the api_key given" if self._api_key else "ANTHROPIC_API_KEY")
         self.base_url = _normalise(self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL)
         await _check_reachable(self.base_url)
         return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
@@ -123,13 +132,14 @@ class AnthropicProvider(Provider):
                 message = await self._batches(self._client).submit(request.agent, params)
             else:
                 async with self._client.messages.stream(**params) as stream:
-                    message = await stream.get_final_message()
+                    message = await _final_message(stream)
                     rate_limit = self._rate_limit(stream.response.headers)
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
                           usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
-                          request.mode == "batch", self.regional, rate_limit=rate_limit)
+                          request.mode == "batch", self.regional, rate_limit=rate_limit,
+                          truncated=message.stop_reason in CUT_OFF_STOPS)
 
     def _params(self, request: AgentRequest) -> dict[str, Any]:
         """The Messages API parameters of one agent call (streamed, or one entry of a batch)."""
@@ -167,7 +177,7 @@ class AnthropicProvider(Provider):
         assert self._client is not None
         with _mapped_errors(self.base_url):
             async with self._client.messages.stream(**params) as stream:
-                return await stream.get_final_message(), self._rate_limit(stream.response.headers)
+                return await _final_message(stream), self._rate_limit(stream.response.headers)
 
     def for_workers(self) -> AnthropicProvider:
         """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own
@@ -219,6 +229,19 @@ class OfflineProvider(AnthropicProvider):
                 self.server = None
 
 
+def _check_key(key: str, source: str) -> None:
+    """Refuse, with one line that never shows the key, a key no HTTP header can carry as it is: a
+    pasted key with a line break or a trailing space would otherwise fail every call as "Connection error"."""
+    if key != key.strip():
+        problem = "leading or trailing whitespace (a space or line break pasted with it)"
+    elif (bad := next((i for i, c in enumerate(key) if not " " < c < "\x7f"), None)) is not None:
+        what = "a line break" if key[bad] in "\r\n" else f"a character no HTTP header can carry (U+{ord(key[bad]):04X})"
+        problem = f"{what} at character {bad + 1}"
+    else:
+        return
+    raise ConfigError(f"{source} has {problem}; set it to the key exactly as issued (the key is not shown here)")
+
+
 def _normalise(url: str) -> str:
     """The SDK appends `/v1/messages` itself, so a base URL ending in `/v1` would double it."""
     url = url.rstrip("/")
@@ -232,40 +255,80 @@ async def _check_reachable(url: str, setting: str = "ANTHROPIC_BASE_URL") -> Non
         return  # the SDK goes through the proxy; a direct connection proves nothing
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ConfigError(f"{setting} {url!r} is not a URL; expected e.g. http://127.0.0.1:8765")
+        raise ConfigError(f"{setting} {redact(url)!r} is not a URL; expected e.g. http://127.0.0.1:8765")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout=10)
     except (OSError, TimeoutError) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ConfigError(
-            f"cannot reach the Messages API at {url} ({reason}). "
+            f"cannot reach the Messages API at {redact(url)} ({reason}). "
             f"Check {setting} and your network, or use --provider offline."
         ) from None
     writer.close()
 
 
+async def _final_message(stream: AsyncMessageStream[Any]) -> Message:
+    """The streamed message, once it is whole. A stream can end cleanly and still not hold an answer: a
+    proxy or server that closed it early (no `message_stop`: what arrived looks like an answer and is cut
+    off), or a `200` whose body is no message stream at all (JSON, empty, no `message_start`). Both are
+    transient faults of the wire, retried like a dropped connection, never recorded as an answer."""
+    started = stopped = False
+    async for event in stream:  # what `get_final_message` does, watching the two events that frame a message
+        if event.type == "message_start":
+            started = True
+        elif event.type == "message_stop":
+            stopped = True
+    if not started:
+        raise TransientAgentError(f"the API answered {stream.response.status_code} without a message: "
+                                  f"no message_start event in its body ({_body_kind(stream.response)})")
+    if not stopped:
+        raise TransientAgentError("the answer's stream ended before the message was complete (no message_stop "
+                                  "event); the partial answer was not kept")
+    return await stream.get_final_message()
+
+
+def _body_kind(response: httpx2.Response) -> str:
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    return f"content type {kind}" if kind else "no content type"
+
+
 @contextlib.contextmanager
 def _mapped_errors(base_url: str | None) -> Iterator[None]:
-    """The SDK's errors as ours: transient ones (429, 529, 5xx, dropped connections) to retry, others final."""
+    """The SDK's errors as ours: transient ones (429, 529, 5xx, an `error` event mid-stream, dropped
+    connections, a `200` whose body is not the message it should be) to retry, others final."""
     try:
         yield
     except anthropic.APIStatusError as exc:
         raise _status_error(exc) from None
     except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
         # A stream cut off halfway surfaces as the transport's own error, not the SDK's.
-        raise TransientAgentError(f"lost the connection to {base_url}: {exc}") from None
+        raise TransientAgentError(f"lost the connection to {redact(base_url or '')}: {exc}") from None
+    except ValueError as exc:  # JSON that does not parse, or does not have the shape of a message (pydantic)
+        what = "was not valid JSON" if isinstance(exc, json.JSONDecodeError) else "did not have a message's shape"
+        raise TransientAgentError(f"the API's answer {what} ({str(exc).splitlines()[0]})") from None
 
 
 def _status_error(exc: anthropic.APIStatusError) -> AgentError:
+    """An error status, or an `error` event in a `200` stream (the API overloaded mid-answer): the
+    latter is judged by its error type, as the same fault with a status would be (overloaded as 529)."""
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     kind = error.get("type", "error") if isinstance(error, dict) else "error"
-    message = f"HTTP {exc.status_code} {kind}: {error.get('message', exc.message) if isinstance(error, dict) else exc}"
+    text = error.get("message", exc.message) if isinstance(error, dict) else exc
+    if exc.status_code < 300:  # an `event: error` in the middle of a stream
+        return _mid_stream_error(str(kind), f"the API sent {kind} in the middle of its answer: {text}")
+    message = f"HTTP {exc.status_code} {kind}: {text}"
     if exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500:
         return TransientAgentError(message, retry_after=_retry_after(exc.response.headers),
                                    rate_limited=exc.status_code in _RATE_LIMITED)
     return AgentError(message)
+
+
+def _mid_stream_error(kind: str, message: str) -> AgentError:
+    if kind not in TRANSIENT_KINDS:
+        return AgentError(message)
+    return TransientAgentError(message, rate_limited=kind in ("overloaded_error", "rate_limit_error"))
 
 
 def _rate_limit(headers: Any) -> RateLimit | None:

@@ -29,7 +29,7 @@ from ...engine.throttle import RateLimit
 from ...errors import AgentError, leave_spent
 from ...tools.catalog import server_tool
 from ...tools.context import tool_context
-from ..base import AgentRequest, Completion
+from ..base import CUT_OFF_STOPS, AgentRequest, Completion
 
 # One Messages call: the answer and what its rate-limit headers said (the throttle paces on the last).
 Turn = Callable[[dict[str, Any]], Awaitable[tuple[Message, RateLimit | None]]]
@@ -63,7 +63,8 @@ class _Tally:
         return Completion(text, self.total("input_tokens"), self.total("output_tokens"), self.calls[-1].model,
                           stop_reason, self.total("cache_write_tokens"), self.total("cache_read_tokens"),
                           rate_limit=self.rate_limit, tool_calls=self.tool_calls,
-                          server_tool_calls=self.server_tool_calls, turns=tuple(self.calls))
+                          server_tool_calls=self.server_tool_calls, turns=tuple(self.calls),
+                          truncated=stop_reason in CUT_OFF_STOPS)
 
 
 def definitions(request: AgentRequest) -> list[dict[str, Any]]:
