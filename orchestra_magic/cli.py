@@ -8,6 +8,8 @@ run ends `cancelled` and the folder can be resumed).
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .results import Run
+
+
+ROOT_HELP = ("where run folders are: a folder or a URL such as s3://bucket/runs (default: $ORCHESTRA_ROOT, "
+             "else ./orchestration)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,13 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a spec (or resume a run) and print the summaries")
-    run.add_argument("spec", help="the spec, a YAML file")
+    run.add_argument("spec", nargs="?", help="the spec, a YAML file (optional with --resume: the run's own "
+                     "spec.yaml is used; given, it is an edit)")
     run.add_argument("--provider", help="anthropic (default), offline (simulated, no key), bedrock, vertex, "
                      "foundry (Claude on a cloud) or compatible (an Anthropic-compatible server at ANTHROPIC_BASE_URL)")
-    run.add_argument("--root", help="where run folders go: a folder or a URL such as s3://bucket/runs "
-                     "(default ./orchestration)")
+    run.add_argument("--root", help=ROOT_HELP)
     run.add_argument("--concurrency", type=int, help="most agents in flight at once (default: the spec's, or 8)")
-    run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID, as it was run "
+                     "(provider, variables, tools, concurrency and executor are recorded in it; given again, they "
+                     "override)")
     run.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable for the spec's templates")
     run.add_argument("--tools", metavar="FILE.py", help="a Python file whose functions the spec's `tools:` may name")
     run.add_argument("--executor", choices=("local", "dask"),
@@ -79,8 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     show = commands.add_parser("show", help="print a finished run's summaries and agent counts")
-    show.add_argument("run_dir", help="a run folder, e.g. orchestration/<run_id> or s3://bucket/runs/<run_id>")
+    show.add_argument("run_dir", metavar="RUN_DIR_OR_ID", help="a run id under the root (see `orchestra runs`), "
+                      "or a run folder, e.g. orchestration/<run_id> or s3://bucket/runs/<run_id>")
+    show.add_argument("--root", help=ROOT_HELP)
     show.set_defaults(handler=_show)
+
+    runs = commands.add_parser("runs", help="list the runs under a root, newest first")
+    runs.add_argument("root", nargs="?", help=ROOT_HELP)
+    runs.set_defaults(handler=_runs)
 
     fake = commands.add_parser("fake-api", help="serve the local fake Anthropic Messages API (foreground)")
     fake.add_argument("--host", default="127.0.0.1")
@@ -134,18 +148,15 @@ def _run(args: argparse.Namespace) -> int:
     from .display.progress import CliProgress
     from .live import run
 
+    if args.spec is None and args.resume is None:
+        raise UsageError("run needs a SPEC file, or --resume RUN_ID to continue a run as it was run")
     progress = CliProgress(_console(stderr=True))
-    tools = None
-    if args.tools:
-        from .tools.catalog import load_tools_file
-
-        tools = load_tools_file(args.tools)
     previous = _stop_on_sigterm()
     try:
         with progress:
             result = run(Path(args.spec), provider=args.provider, root=args.root, concurrency=args.concurrency,
                          resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,),
-                         tools=tools, executor=args.executor, scheduler=args.scheduler)
+                         tools=args.tools, executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt:
         if progress.run_id:
             print(f"\nStopped. Finished agents are kept; continue with:\n  {_resume_command(args, progress.run_id)}",
@@ -159,6 +170,10 @@ def _run(args: argparse.Namespace) -> int:
     if str(result.path).startswith("memory://"):
         print("Note: a memory:// root lives only inside the process that wrote it: this run is gone now. "
               "Use a folder or a shared URL (s3://, gs://) to keep it.", file=sys.stderr)
+    if not args.root and not os.environ.get("ORCHESTRA_ROOT"):  # where runs go, said where a newcomer looks
+        print("Runs are kept under ./orchestration, here: list them with `orchestra runs`; set ORCHESTRA_ROOT "
+              "(or --root) to keep them elsewhere, e.g. in one place for the command line and notebooks.",
+              file=sys.stderr)
     if result.status != "done":  # failed, or stopped (by a budget): say how to go on
         print(f"Finished agents are kept; to run the others again: {_resume_command(args, result.run_id)}",
               file=sys.stderr)
@@ -166,17 +181,52 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume_command(args: argparse.Namespace, run_id: str) -> str:
-    return f"orchestra run {args.spec} --resume {run_id}" + (f" --root {args.root}" if args.root else "")
+    """The command that continues a run: its id is enough (the folder records how it was run); the root
+    is named when it is not the default, since the folder cannot say where it is."""
+    root = f" --root {shlex.quote(args.root)}" if args.root else ""
+    return f"orchestra run --resume {run_id}{root}"
 
 
 def _show(args: argparse.Namespace) -> int:
+    from .api import RunOptions
     from .results import load_run
+    from .runfolder.folder import find_run
 
-    result = load_run(args.run_dir)
+    folder = find_run(RunOptions.resolve(root=args.root).root, args.run_dir)
+    result = load_run(folder.path)
     if result.state.damage:
         print(f"Note: {result.state.damage}", file=sys.stderr)
     print_run(result, _console(stderr=False))
     return 0 if result.status == "done" else 1
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """`orchestra runs [ROOT]`: one line a run, newest first, and where the root is (and how to set it)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from .api import RunOptions
+    from .results import list_runs
+    from .runfolder.folder import is_url, local_path
+
+    root = RunOptions.resolve(root=args.root).root
+    where = root if is_url(root) else str(local_path(root).absolute())
+    frame = list_runs(root)
+    print(f"{len(frame)} run(s) under {where} (choose another root with `orchestra runs ROOT`, or set "
+          "ORCHESTRA_ROOT)", file=sys.stderr)
+    if frame.empty:
+        return 0
+    table = Table()
+    columns = ("run_id", "started", "status", "resumes", "agents", "done", "failed", "cancelled", "cost_usd",
+               "duration")
+    for column in columns:
+        table.add_column(column.removesuffix("_usd"), overflow="fold", no_wrap=column in ("run_id", "started"))
+    for row in frame.to_dict("records"):
+        cost = "" if row["cost_usd"] != row["cost_usd"] else f"${row['cost_usd']:,.4f}"  # NaN: unpriced
+        cells = [cost if c == "cost_usd" else str(row[c]) for c in columns]
+        table.add_row(*(Text(cell) for cell in cells))
+    _console(stderr=False).print(table)
+    return 0
 
 
 def _share(text: str) -> float:
@@ -248,6 +298,8 @@ def print_run(result: Run, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from .display.text import counts_text
+
     table = Table(show_lines=True, title=Text(f"Run {result.run_id}: {result.status}"))
     for column in ("domain", "status", "workers", "tokens in/out", "summary"):
         table.add_column(column, overflow="fold", ratio=4 if column == "summary" else None)
@@ -264,7 +316,7 @@ def print_run(result: Run, console: Console) -> None:
         table.add_row(*(Text(cell) for cell in cells))  # Text: agent output is never read as rich markup
     console.print(table)
     state = result.state
-    counts = ", ".join(f"{n} {s}" for s, n in state.counts.items() if n)
+    counts = counts_text(state.counts)
     counts += f" ({state.truncated} truncated: output cut off)" if state.truncated else ""
     reason = f" ({state.reason})" if state.reason else ""
     cost = f" Cost: {state.cost()}." if state.cost() else ""

@@ -15,24 +15,24 @@ import threading
 from collections.abc import Callable, Generator
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
-from .api import SpecSource, prepared
+from .api import RunKeywords, SpecSource, check_keywords, prepared
 from .engine.scheduler import Engine
 from .errors import RunFolderError
 from .results import Markdown, Run
 from .runfolder.folder import RunFolder
-from .runfolder.layout import SPEC
 from .state.events import RunState
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 
 class Background:
     """The thread, loop and engine behind one background run; owned by its `RunHandle`."""
 
-    def __init__(self, spec: SpecSource, options: dict[str, Any]) -> None:
+    def __init__(self, spec: SpecSource | None, options: RunKeywords) -> None:
         self.spec, self.options = spec, options
         self.future: concurrent.futures.Future[Run] = concurrent.futures.Future()
         self.engine: Engine | None = None
@@ -115,6 +115,10 @@ class RunHandle:
         """As `Run.results`, for the run as it is now (workers not finished yet have missing fields)."""
         return self.result.results
 
+    def plot(self) -> Figure:
+        """As `Run.plot`, for the run as it is now."""
+        return self.result.plot()
+
     def read_text(self, relative: str) -> str:
         return self.result.read_text(relative)
 
@@ -153,34 +157,47 @@ class RunHandle:
         for callback in self.after_wait:
             callback()
 
-    def retry_failed(self, **options: Any) -> RunHandle:
+    def retry_failed(self, **options: Unpack[RunKeywords]) -> RunHandle:
         """Run the failed (and cancelled or never started) agents again in the same folder, then the
         coordinators whose inputs that changes; everything finished is skipped. Returns the new handle."""
         if not self.done:
             raise RunFolderError(f"run {self.run_id} is still running; stop it or wait for it first")
-        return retry_failed(self.result, **{**self._background.options, **options})
+        merged: RunKeywords = {**self._background.options, **options}
+        return retry_failed(self.result, **merged)
 
     def __repr__(self) -> str:
         return f"<RunHandle of {self.result!r}>"
 
 
-def start(spec: SpecSource, **options: Any) -> RunHandle:
-    """Start a run in the background and return its `RunHandle` at once. Keywords as for `arun`."""
+def start(spec: SpecSource | None = None, **options: Unpack[RunKeywords]) -> RunHandle:
+    """Start a run in the background and return its `RunHandle` at once; mistakes (spec, key,
+    endpoint) still raise here. Keywords as for `run`."""
+    check_keywords("start", options)
     return Background(spec, options).start()
 
 
-def run(spec: SpecSource, **options: Any) -> Run:
-    """Blocking `arun`. The run gets its own thread and event loop, so this works where a loop is
-    already running (a notebook cell): "event loop is already running" cannot happen here.
-    Ctrl-C stops the run cleanly (files whole, resumable), then re-raises."""
+def run(spec: SpecSource | None = None, **options: Unpack[RunKeywords]) -> Run:
+    """Run a spec to the end and return its `Run` (blocking; works inside a notebook cell too: the run
+    gets its own thread and event loop). Ctrl-C stops the run cleanly (files whole, resumable), then
+    re-raises.
+
+    `spec`: a YAML file's path, YAML text, a dict or a `Spec`; may be left out with `resume=`.
+    Keywords (all optional; see `RunKeywords`): `provider` ("anthropic", "offline" or a `Provider`),
+    `variables` (for the spec's templates), `root` (where run folders go), `concurrency`, `resume` (a
+    run id or folder: the folder's record of how it ran fills in what is not given again), `listeners`,
+    `retry` (a `RetryPolicy`), `tools` (functions, or a Python file's path), `executor` ("local",
+    "dask"), `scheduler` (a Dask address), `client` (a `distributed.Client`)."""
+    check_keywords("run", options)
     return start(spec, **options).wait()
 
 
-def retry_failed(run: Run, **options: Any) -> RunHandle:
-    """Start the failed, cancelled and never-started agents of a finished run again, in its folder."""
+def retry_failed(run: Run, **options: Unpack[RunKeywords]) -> RunHandle:
+    """Start the failed, cancelled and never-started agents of a finished run again, in its folder (with
+    the options it recorded, and what is given here on top)."""
+    check_keywords("retry_failed", options)
     folder = RunFolder(run.path)
-    spec = run.path / SPEC if isinstance(run.path, Path) else folder.read_text(SPEC)
-    return start(spec, **{**options, "resume": run.path, "root": folder.root})
+    merged: RunKeywords = {**options, "resume": str(run.path), "root": str(folder.root)}
+    return start(None, **merged)
 
 
 def wait(background: Background, tick: Callable[[], None] | None = None, interval: float = 0.1) -> None:

@@ -13,7 +13,6 @@ redrawn in between; buttons then answer only once the cell is done.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import display
+from IPython.display import Pretty, display
 from traitlets import Bool, Float, Integer, Unicode
 
-from .errors import UsageError
+from .display.text import TextView, finished_work, resume_hint
+from .errors import ConfigError, SpecError, UsageError
 from .results import Run
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class OrchestraMagics(Magics):
         if not isinstance(job, _Job):
             return job
         if job.background:
-            return job.run
+            return job.started_in_background()
         try:
             job.run.wait(tick=job.render)
         except KeyboardInterrupt:
@@ -98,7 +98,7 @@ class OrchestraMagics(Magics):
             return job
         job.tick_in_background()
         if job.background:
-            return job.run
+            return job.started_in_background()
         try:
             await job.run
         except asyncio.CancelledError:
@@ -117,20 +117,30 @@ class OrchestraMagics(Magics):
                 return plan(cell, variables)
             from .live import start
 
-            run = start(cell, provider=self._provider(args.provider), variables=variables,
-                        root=args.root or self.root or None, concurrency=args.concurrency or self.concurrency or None,
-                        resume=args.resume, executor=args.executor, **self._cluster(args.scheduler))
+            resuming = args.resume is not None  # then the folder's record stands above the %config defaults
+            try:
+                run = start(cell if cell.strip() else None, provider=self._provider(args.provider, resuming),
+                            variables=variables, root=args.root or self.root or None,
+                            concurrency=args.concurrency or (None if resuming else self.concurrency or None),
+                            resume=args.resume, executor=args.executor, **self._cluster(args.scheduler))
+            except SpecError as exc:  # the cell's first line is the magic's: count the spec's lines from the cell
+                raise SpecError(exc.problem, exc.path, exc.line + 1 if exc.line else None) from None
         self.live[run.run_id] = run
         return _Job(self, run, args.output, args.background)
 
-    def _provider(self, name: str | None) -> Any:
+    def _provider(self, name: str | None, resuming: bool = False) -> Any:
         """A provider name, or the name of a notebook variable holding a `Provider` instance (so a
         `PythonProvider` or a tuned `OfflineProvider` can be used from a cell)."""
-        from .providers import Provider
+        from .providers import PROVIDERS, Provider, unknown_provider
 
-        chosen = name or self.provider or None
+        chosen = name or (None if resuming else self.provider) or None
         value = self.ip.user_ns.get(chosen) if chosen else None
-        return value if isinstance(value, Provider) else chosen
+        if isinstance(value, Provider):
+            return value
+        if chosen and chosen not in PROVIDERS:  # a typo may be of a name or of a variable: offer both
+            mine = [k for k, v in self.ip.user_ns.items() if isinstance(v, Provider) and not k.startswith("_")]
+            raise ConfigError(unknown_provider(chosen, [*PROVIDERS, *mine]))
+        return chosen
 
     def _cluster(self, scheduler: str | None) -> dict[str, Any]:
         """`--scheduler`: an address, or the name of a notebook variable holding a `distributed.Client`
@@ -144,11 +154,18 @@ class OrchestraMagics(Magics):
 
     @line_magic
     def orchestrate_runs(self, line: str) -> Any:
-        """`%orchestrate_runs [ROOT]`: past runs under the root, newest first, as a DataFrame."""
+        """`%orchestrate_runs [ROOT]`: past runs under the root, newest first, as a DataFrame; says where
+        the root is and how to choose another."""
         from .results import list_runs
+        from .runfolder.folder import is_url, local_path
 
         with user_errors():
-            return list_runs(self._root(line))
+            root = self._root(line)
+            runs = list_runs(root)
+        where = root if is_url(root) else str(local_path(root).absolute())
+        print(f"{len(runs)} run(s) under {where}. Another root: %orchestrate_runs ROOT; to set it for every "
+              "cell: %config OrchestraMagics.root = 'DIR' (or the ORCHESTRA_ROOT environment variable).")
+        return runs
 
     @line_magic
     def orchestrate_load(self, line: str) -> Run:
@@ -179,42 +196,71 @@ class OrchestraMagics(Magics):
 
 
 class _Job:
-    """One `%%orchestrate` cell's run and its progress view."""
+    """One `%%orchestrate` cell's run and what the cell shows of it.
+
+    In a kernel with widgets, everything the cell shows (the tree, a stop note, a table of a run that did
+    not finish done, a background run's handle) is a display with an id, updated in place whenever the
+    run it belongs to changes: after Retry failed, when a background run ends. Nothing it shows goes
+    stale. Elsewhere (terminal IPython, `widgets = False`) progress is printed text."""
 
     def __init__(self, magics: OrchestraMagics, run: RunHandle, output: str | None, background: bool) -> None:
         self.magics, self.run, self.output, self.background = magics, run, output, background
         self.interval = magics.refresh
+        self.live = magics.widgets and getattr(magics.shell, "kernel", None) is not None
+        self.handles: dict[str, Any] = {}
         self.view = self._make_view()
         if output:
             magics.ip.user_ns[output] = run
         run.after_wait.append(self.resend)
 
     def _make_view(self) -> Any:
-        if self.magics.widgets and getattr(self.magics.shell, "kernel", None) is not None:
+        if self.live:
             from .display.widget import RunView
 
             view = RunView(self.run, on_stop=lambda: self.run.stop(), on_retry=self.retry)
-            display(view.widget)
+            self.show("tree", view.widget)
             return view
         return TextView(self.run)
+
+    def show(self, name: str, value: Any) -> None:
+        """Display `value` as the cell's output `name`, or put it in place of what that output showed."""
+        if name in self.handles:
+            self.handles[name].update(value)
+        else:
+            self.handles[name] = display(value, display_id=True)
 
     def render(self) -> None:
         self.view.render()
 
     def tick_in_background(self) -> None:
-        """Redraw on the kernel's loop until the run ends: between cells and while a cell awaits."""
+        """Redraw on the kernel's loop until the run ends (between cells and while a cell awaits), then
+        bring every output of the cell up to date."""
         async def ticker(run: RunHandle) -> None:
             while not run.done:
                 self.render()
                 await asyncio.sleep(self.interval)
-            self.render()
+            if run is self.run:
+                self.settled()
 
         self.ticker = asyncio.ensure_future(ticker(self.run))
 
-    def resend(self) -> None:
-        """Re-send the final state from whichever cell waited for the run (a later one, in background
-        mode): notebook executors keep widget updates only from the cell that is running."""
+    def settled(self) -> None:
+        """The run ended: update what the cell shows of it in place."""
         self.render()
+        if self.live:
+            self.show("tree", self.view.widget)  # its plain-text form is the run's final status line
+            if "handle" in self.handles:
+                self.show("handle", self.run)
+            if "note" in self.handles:
+                self.show("note", Pretty(self.stop_note() if self.run.status == "cancelled" else ""))
+            if "table" in self.handles:
+                self.show("table", self.summaries())
+
+    def resend(self) -> None:
+        """Re-send the final state, and update the cell's outputs, from whichever cell waited for the run
+        (a later one, in background mode or after Retry failed): notebook executors keep updates only
+        from the cell that is running."""
+        self.settled()
         if hasattr(self.view, "resend"):
             self.view.resend()
 
@@ -228,43 +274,42 @@ class _Job:
         self.run.after_wait.append(self.resend)
         self.tick_in_background()
 
+    def started_in_background(self) -> Any:
+        """A background cell's value: the live handle, shown where it updates when the run ends."""
+        if not self.live:
+            return self.run
+        self.show("handle", self.run)
+        return None
+
     def finish(self) -> Any:
-        self.render()
+        """The cell's value once the run ended: the summaries. In a kernel with widgets a run that can
+        still change (stopped, failed: Retry failed) shows them as a live output instead."""
+        self.settled()
         if self.run.status == "cancelled":
             self.interrupted()
-        elif not isinstance(self.view, TextView):  # one line that survives where widgets do not render
-            from .display.widget import header_text
+        if self.live and self.run.status != "done":
+            self.show("table", self.summaries())
+            return None
+        return self.summaries()
 
-            print(header_text(self.run.state, time.time()))
+    def summaries(self) -> Any:
+        """The run's summaries as the cell shows them: a DataFrame that shows each summary whole."""
         from .display.tables import SummaryFrame
 
-        return SummaryFrame(self.run.summaries)  # a DataFrame that shows each summary whole
+        return SummaryFrame(self.run.summaries)
 
     def interrupted(self) -> None:
         self.render()
-        state = self.run.state
-        print(f"Stopped: {state.counts['done'] + state.counts['skipped']} of {state.total} agents finished and "
-              f"are kept in {self.run.path}.\nTo continue, run the cell again with --resume {self.run.run_id}")
+        if self.live:
+            self.show("note", Pretty(self.stop_note()))
+        else:
+            print(self.stop_note())
 
-
-class TextView:
-    """Progress as text, where widgets cannot render (terminal IPython, `widgets = False`)."""
-
-    def __init__(self, run: RunHandle, every: float = 2.0) -> None:
-        self.run, self.every, self._last, self._said = run, every, 0.0, ""
-
-    def attach(self, run: RunHandle) -> None:
-        self.run = run
-
-    def render(self) -> None:
-        from .display.widget import header_text
-
-        now = time.time()
-        line = header_text(self.run.state, now)
-        if self.run.state.status != "running" or now - self._last >= self.every:
-            if line != self._said:
-                print(line, flush=True)
-            self._last, self._said = now, line
+    def stop_note(self) -> str:
+        state, run_id = self.run.state, self.run.run_id
+        return resume_hint(self.run.path, f"Stopped: {finished_work(state.counts)} of {state.total} agents finished "
+                           f"and are kept in {self.run.path}.\nTo continue, run the cell again with --resume "
+                           f"{run_id} (or a cell `%%orchestrate --resume {run_id}` alone: the folder has the spec)")
 
 
 def _await_orchestrate_cells(lines: list[str]) -> list[str]:

@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .display.plot import plot_run
+from .display.text import duration, finished_work
 from .errors import RunFolderError, UsageError
 from .runfolder.folder import RunFolder, run_folders
 from .runfolder.layout import SPEC, answer_path
@@ -25,6 +27,7 @@ from .state.events import AgentState, RunState
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from .spec.model import Spec
 
@@ -143,6 +146,12 @@ class Run:
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS).astype({"cost_usd": float})
 
+    def plot(self) -> Figure:
+        """The run in pictures: a timeline (one bar per agent, by domain and role, coloured by status,
+        retries and rate-limit pauses marked) and cost and tokens by domain. A matplotlib `Figure`
+        (shown in a notebook as is; `.savefig(path)` elsewhere); needs the `plot` extra."""
+        return plot_run(self.state)
+
     def read_text(self, relative: str) -> str:
         """A file of the run folder, by its path relative to the folder (as in `AgentState.path`)."""
         return self._folder.read_text(relative)
@@ -211,12 +220,15 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     return Run(folder.path, folder.read_outcome())
 
 
-RUN_COLUMNS = ["run_id", "name", "started", "status", "agents", "done", "failed", "input_tokens", "output_tokens"]
+RUN_COLUMNS = ["run_id", "name", "started", "status", "resumes", "agents", "done", "failed", "cancelled",
+               "cost_usd", "duration", "seconds", "input_tokens", "output_tokens"]
 
 
 def list_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every run folder under `root` (a folder or a URL), newest first: id, name, start time, status,
-    counts, tokens."""
+    """Every run folder under `root` (a folder or a URL), newest first: id, name, when it first started
+    (local time, to the second), status (a stopped run reads "stopped"), how often it was resumed,
+    agent counts, cost, how long it ran over all its sessions (`duration` in words, `seconds` to sort
+    by), tokens."""
     import pandas as pd
 
     rows = []
@@ -225,10 +237,14 @@ def list_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
             state = RunFolder.open(folder).read_outcome()
         except RunFolderError:
             continue  # not ours, or unreadable: listing the rest is more useful than failing
+        seconds = state.total_seconds(state.last_activity())
         rows.append({"run_id": state.run_id, "name": state.name,
-                     "started": pd.Timestamp(state.started_at, unit="s"), "status": state.status,
-                     "agents": state.total, "done": state.counts["done"] + state.counts["skipped"],
-                     "failed": state.counts["failed"], "input_tokens": state.input_tokens,
-                     "output_tokens": state.output_tokens})
-    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+                     "started": pd.Timestamp.fromtimestamp(state.first_start).floor("s"),
+                     "status": "stopped" if state.status == "cancelled" else state.status,
+                     "resumes": state.resumes, "agents": state.total, "done": finished_work(state.counts),
+                     "failed": state.counts["failed"], "cancelled": state.counts["cancelled"],
+                     "cost_usd": state.cost_usd if state.cost_usd and not state.unpriced else None,
+                     "duration": duration(seconds), "seconds": round(seconds, 1),
+                     "input_tokens": state.input_tokens, "output_tokens": state.output_tokens})
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS).astype({"cost_usd": float})
     return frame.sort_values("started", ascending=False, ignore_index=True)

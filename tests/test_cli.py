@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_run_offline_prints_the_summaries_table_and_exits_0(tmp_path: Path) -> N
         assert domain in done.stdout
     assert "simulated" in done.stdout  # offline answers say so, even in the summaries
     assert "25 agents: 25 done" in done.stdout
+    assert "Runs are kept under ./orchestration, here: list them with `orchestra runs`" in done.stderr
     (folder,) = (tmp_path / "orchestration").iterdir()
     assert len(list((folder / "workers").glob("*.md"))) == 21
     manifest = json.loads((folder / "run.json").read_text())
@@ -86,16 +88,22 @@ def test_an_unreachable_endpoint_is_refused_before_anything_runs(tmp_path: Path)
     assert not (tmp_path / "orchestration").exists()
 
 
-def test_failed_agents_make_the_exit_code_1(tmp_path: Path) -> None:
+def test_failed_agents_exit_1_and_the_printed_resume_command_works_as_pasted(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("attempts: 1\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
-                    + "".join(f"      - task: t{i}\n" for i in range(6)))
+                    "      - for_each: '{{ range(n) | list }}'\n        task: 't{{ item }}'\n")
     with fake_api("--error-rate", "1") as env:  # every request answered with a 429, 529 or 500
-        result = orchestra("run", str(spec), cwd=tmp_path, env=env)
+        result = orchestra("run", str(spec), "--var", "n=6", "--concurrency", "3", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert "7 agents: 7 failed" in result.stdout  # the coordinator too: it had nothing to read
     (folder,) = (tmp_path / "orchestration").iterdir()
-    assert f"to run the others again: orchestra run {spec} --resume {folder.name}" in result.stderr
+    command = result.stderr.split("to run the others again: ")[1].splitlines()[0]
+    assert command == f"orchestra run --resume {folder.name}"
+    with fake_api() as healthy:  # pasted as printed: no spec, no --var, no --concurrency
+        resumed = orchestra(*shlex.split(command)[1:], cwd=tmp_path, env=healthy)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "7 agents: 7 done" in resumed.stdout
+    assert json.loads((folder / "options.json").read_text())["concurrency"] == 3
 
 
 def test_answers_the_fake_breaks_fail_their_agents_naming_the_field(tmp_path: Path) -> None:
@@ -110,24 +118,39 @@ def test_answers_the_fake_breaks_fail_their_agents_naming_the_field(tmp_path: Pa
     assert "the answer does not fit the output schema: price: " in worker["error"]
 
 
-def test_ctrl_c_stops_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
+TOOLS = """import time
+
+
+def pause() -> str:
+    \"\"\"Wait a moment (so that the run is still going when it is interrupted).\"\"\"
+    time.sleep(0.1)
+    return "waited"
+"""
+
+
+def test_ctrl_c_stops_an_offline_run_and_the_printed_resume_command_works_as_pasted(tmp_path: Path) -> None:
     spec = tmp_path / "slow.yaml"
-    spec.write_text("concurrency: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
-                    + "".join(f"      - task: t{i}\n" for i in range(20)))
-    with fake_api("--latency-ms", "300") as env:
-        run = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "run", str(spec)], cwd=tmp_path,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        folder = first_output(tmp_path / "orchestration")
-        run.send_signal(signal.SIGINT)
-        _, stderr = run.communicate(timeout=60)
-        assert run.returncode == 130
-        assert f"--resume {folder.name}" in stderr
-        state = json.loads((folder / "run.json").read_text())
-        assert state["status"] == "cancelled"
-        assert not list(folder.rglob("*.tmp"))
-        resumed = orchestra("run", str(spec), "--resume", folder.name, cwd=tmp_path, env=env)
+    spec.write_text("name: '{{ name }}'\nroles: {worker: {tools: [pause]}}\ndomains:\n  - name: a\n"
+                    "    coordinator: c\n    workers:\n      - for_each: '{{ range(n) | list }}'\n"
+                    "        task: 't{{ item }}'\n")
+    (tmp_path / "tools.py").write_text(TOOLS)
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    run = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "run", str(spec), "--provider", "offline",
+                            "--var", "name=slow", "--var", "n=12", "--tools", "tools.py", "--concurrency", "2"],
+                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = first_output(tmp_path / "orchestration")
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130
+    command = stderr.split("continue with:\n")[1].strip().splitlines()[0]
+    assert command == f"orchestra run --resume {folder.name}"
+    state = json.loads((folder / "run.json").read_text())
+    assert state["status"] == "cancelled"
+    assert not list(folder.rglob("*.tmp"))
+    resumed = orchestra(*shlex.split(command)[1:], cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert "skipped" in resumed.stdout and "21 agents" in resumed.stdout
+    assert "skipped" in resumed.stdout and "13 agents" in resumed.stdout
+    assert "ANTHROPIC_API_KEY" not in json.dumps(json.loads((folder / "options.json").read_text()))
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -158,3 +181,20 @@ def test_vars_reach_the_spec_as_yaml_values(tmp_path: Path) -> None:
     assert folder.name.startswith("prices-")
     written = (folder / "spec.yaml").read_text()
     assert "Sum 3 items." in written and "Price of MSFT" in written
+
+
+def test_runs_lists_the_runs_under_the_root_and_show_finds_one_by_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import orchestra_magic as om
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCHESTRA_ROOT", "kept")
+    run = om.run(QUICKSTART, provider="offline")
+    assert main(["runs"]) == 0
+    listed = capsys.readouterr()
+    assert f"1 run(s) under {tmp_path / 'kept'}" in listed.err and "ORCHESTRA_ROOT" in listed.err
+    assert run.run_id in listed.out and "done" in listed.out
+    assert main(["show", run.run_id]) == 0  # an id is enough: looked for under the root
+    assert "25 agents: 25 done" in capsys.readouterr().out
+    assert main(["runs", "elsewhere"]) == 0
+    assert f"0 run(s) under {tmp_path / 'elsewhere'}" in capsys.readouterr().err

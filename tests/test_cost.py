@@ -136,12 +136,13 @@ def test_the_price_table_holds_well_formed_ids_and_prices_the_default() -> None:
 
 
 def test_the_widget_header_and_the_text_view_show_the_running_cost(tmp_path: Path) -> None:
-    from orchestra_magic.display.widget import header_text
+    from orchestra_magic.display.text import status_line
+    from orchestra_magic.display.widget import header_html
 
     run = om.run(make_spec({"a": 2}), provider="offline", root=tmp_path)
     dollars = run.state.cost()
     assert dollars.startswith("$0.0")
-    assert dollars in header_text(run.state, now=0, html_=True) and dollars in header_text(run.state, now=0)
+    assert dollars in header_html(run.state, now=0) and dollars in status_line(run.state, now=0)
 
 
 def test_an_answer_whose_file_cannot_be_written_fails_but_keeps_what_it_cost(

@@ -233,7 +233,8 @@ def test_a_call_that_runs_too_long_on_the_cluster_times_out_there(tmp_path: Path
 
 
 def test_the_widget_shows_where_agents_run_and_links_the_dashboard(tmp_path: Path) -> None:
-    from orchestra_magic.display.widget import RunView, header_text
+    from orchestra_magic.display.text import status_line
+    from orchestra_magic.display.widget import RunView
 
     state = RunState(run_id="r-1", name="r", provider="offline", started_at=time.time(), agents={},
                      executor="dask (tcp://10.0.0.5:8786, 2 workers, 8 threads)",
@@ -241,12 +242,12 @@ def test_the_widget_shows_where_agents_run_and_links_the_dashboard(tmp_path: Pat
     view = RunView(Run(tmp_path, state), on_stop=lambda: None, on_retry=lambda: None)
     assert "Agents run on: dask (tcp://10.0.0.5:8786, 2 workers, 8 threads)" in view.header.value
     assert "<a href='http://10.0.0.5:8787/status' target='_blank'" in view.header.value
-    assert header_text(state, time.time()).endswith("· on dask")
+    assert status_line(state, time.time()).endswith("· on dask")
 
     state.executor, state.dashboard = LocalExecutor().describe(), ""
     view.render()
     assert "Agents run on: local (this process)" in view.header.value and "<a href" not in view.header.value
-    assert "on local" not in header_text(state, time.time())
+    assert "on local" not in status_line(state, time.time())
 
 
 def test_the_executor_is_recorded_in_the_manifest(tmp_path: Path) -> None:

@@ -61,8 +61,8 @@ def test_a_provider_instance_from_the_namespace_can_be_named(shell: InteractiveS
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("%%orchestrate --provider offline\ndomains:\n  - name: a\n    coordinatr: x\n",
-         "spec error at domains[0].coordinatr (line 3): unknown key 'coordinatr'; did you mean 'coordinator'?"),
+        ("%%orchestrate --provider offline\ndomains:\n  - name: a\n    coordinatr: x\n",  # line 4 of the cell
+         "spec error at domains[0].coordinatr (line 4): unknown key 'coordinatr'; did you mean 'coordinator'?"),
         ("%%orchestrate --provider offline\ndomains: [{name: a, coordinator: '{{ nope }}', workers: [{task: t}]}]",
          "'nope' is undefined"),
         ("%%orchestrate --no-such-flag\n" + SPEC, "unrecognized arguments: --no-such-flag"),
@@ -77,6 +77,14 @@ def test_user_mistakes_are_one_line_usage_errors(shell: InteractiveShell, tmp_pa
         cell(shell, source)
     assert message in str(caught.value)
     assert not (tmp_path / "orchestration").exists()
+
+
+def test_a_typo_is_reported_once_at_the_line_the_editor_shows(shell: InteractiveShell) -> None:
+    with pytest.raises(UsageError) as caught:
+        cell(shell, "%%orchestrate --provider offline\ndomains:\n  - name: a\n    coordinatr: x\n"
+                    "    workers: [{task: t}]\n")
+    assert str(caught.value) == ("spec error at domains[0].coordinatr (line 4): unknown key 'coordinatr'; "
+                                 "did you mean 'coordinator'?")  # not also "missing required key 'coordinator'"
 
 
 def test_dry_run_shows_the_plan_and_calls_nothing(shell: InteractiveShell, tmp_path: Path) -> None:
@@ -107,7 +115,74 @@ def test_background_returns_at_once_and_the_run_can_be_waited_for(shell: Interac
 
 def test_text_progress_where_widgets_cannot_render(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     cell(shell, f"%%orchestrate --provider offline\n{SPEC}")
-    assert "[done] 4 done · 0 running · 0 failed · 0 pending" in capsys.readouterr().out
+    last = [line for line in capsys.readouterr().out.splitlines() if line.startswith("nb-")][-1]
+    assert "[done] workers 3/3 (3 done), coordinators 1/1 (1 done)" in last
+
+
+STOPPED_BY_BUDGET = "budget_usd: 0.000001\nconcurrency: 1\n" + SPEC  # the first answer spends it all
+
+
+def test_a_stopped_runs_last_text_line_counts_each_status_apart_and_says_why(
+        shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    cell(shell, f"%%orchestrate --provider offline -o r\n{STOPPED_BY_BUDGET}")
+    printed = capsys.readouterr().out
+    last = [line for line in printed.splitlines() if line.startswith("nb-")][-1]
+    assert "[cancelled] workers 1/3 (1 done · 2 cancelled), coordinators 0/1 (1 cancelled)" in last
+    assert "stopped: the budget of" in last
+    assert f"run the cell again with --resume {shell.user_ns['r'].run_id}" in printed
+
+
+def test_the_widget_counts_workers_and_coordinators_apart_and_fills_bars_only_with_work_done(
+        shell: InteractiveShell) -> None:
+    from orchestra_magic.display.widget import RunView
+
+    cell(shell, f"%%orchestrate --provider offline -o r\n{STOPPED_BY_BUDGET}")
+    view = RunView(shell.user_ns["r"], on_stop=lambda: None, on_retry=lambda: None)
+    (domain,) = view.domains
+    assert domain.label.value.endswith("1/3 workers done · 2 cancelled · coordinator cancelled")
+    assert (domain.bar.value, domain.bar.max) == (1, 4)  # cancelled agents do not fill it
+    assert (view.bar.value, view.bar.max) == (1, 4)
+    assert "stopped: the budget of" in view.header.value
+    assert repr(view.widget).startswith(f"{shell.user_ns['r'].run_id} [cancelled]")  # its plain-text form
+
+
+def test_the_widgets_plot_button_draws_the_run_under_its_header(shell: InteractiveShell) -> None:
+    from orchestra_magic.display.widget import RunView
+
+    cell(shell, f"%%orchestrate --provider offline -o r\n{SPEC}")
+    view = RunView(shell.user_ns["r"], on_stop=lambda: None, on_retry=lambda: None)
+    view.plot_button.click()
+    (shown,) = view.plot_area.children
+    assert bytes(shown.value).startswith(b"\x89PNG")
+
+
+def test_resume_in_a_cell_needs_only_the_run_id(shell: InteractiveShell) -> None:
+    cell(shell, f"%%orchestrate --provider offline -o r\n{STOPPED_BY_BUDGET}")
+    run_id = shell.user_ns["r"].run_id
+    del shell.user_ns["n"], shell.user_ns["topic"]  # the variables the spec used are recorded in the folder
+    cell(shell, "%config OrchestraMagics.provider = 'anthropic'")  # the folder's record wins over a default
+    cell(shell, f"%%orchestrate --resume {run_id} -o again\n")  # offline, as recorded: no key asked for
+    again = shell.user_ns["again"]  # the folder's own spec.yaml was used, budget and all...
+    assert (again.run_id, again.status, again.state.provider) == (run_id, "cancelled", "offline")
+    summaries = cell(shell, f"%%orchestrate --resume {run_id} -o again\n{STOPPED_BY_BUDGET.replace('0.000001', '5')}")
+    assert summaries.status.tolist() == ["done"]  # ...and a spec given again is an edit
+    assert sorted(set(shell.user_ns["again"].agents.status)) == ["done", "skipped"]
+
+
+def test_an_unknown_provider_gets_a_did_you_mean_that_knows_the_notebooks_providers(
+        shell: InteractiveShell) -> None:
+    shell.user_ns["slow"] = om.PythonProvider(_slow)
+    with pytest.raises(UsageError, match=r"unknown provider 'sloww'; did you mean 'slow'\?.*a variable holding one"):
+        cell(shell, f"%%orchestrate --provider sloww\n{SPEC}")
+
+
+def test_orchestrate_runs_says_where_the_root_is_and_how_to_set_it(
+        shell: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = cell(shell, "%orchestrate_runs")
+    assert runs.empty
+    said = capsys.readouterr().out
+    assert f"0 run(s) under {tmp_path / 'orchestration'}" in said
+    assert "%config OrchestraMagics.root" in said and "ORCHESTRA_ROOT" in said
 
 
 def test_loading_the_extension_imports_no_heavy_library() -> None:

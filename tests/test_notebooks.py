@@ -54,12 +54,15 @@ def test_the_quickstart_notebook_runs_top_to_bottom_offline(workdir: Path) -> No
     assert errors == []
     summaries = next(i for i, c in enumerate(nb.cells) if c.source.startswith("%%orchestrate"))
     assert "performance" in outputs(nb, summaries) and "compliance" in outputs(nb, summaries)
-    # What a text-only reader of the notebook (nbconvert --to markdown, an LLM) sees of the tree:
-    assert "<progress tree of run vector-db-review-" in outputs(nb, summaries)
-    assert "[done] 19 done · 0 running · 0 failed · 0 pending" in outputs(nb, summaries)
+    # What a text-only reader of the notebook (nbconvert --to markdown, an LLM) sees of the tree: its
+    # final status line, put in place of the first one (a display updated when the run ended), once
+    assert "[done] workers 16/16 (16 done), coordinators 3/3 (3 done)" in outputs(nb, summaries)
+    assert outputs(nb, summaries).count("vector-db-review-") == 1
     bars = progress_bars(nb)
     assert (19, 19) in bars  # the run's overall bar ended full: 16 workers + 3 coordinators
     assert all(value == maximum for value, maximum in bars)
+    plotted = next(i for i, c in enumerate(nb.cells) if c.source == "run.plot()")
+    assert any("image/png" in o.get("data", {}) for o in nb.cells[plotted].outputs)
 
     explored = execute(nbformat.read(workdir / "explore_run.ipynb", as_version=4), workdir)
     assert not [o for c in explored.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
@@ -86,7 +89,8 @@ def test_a_background_run_awaited_in_a_later_cell_saves_its_final_widget_state(t
         nbformat.v4.new_code_cell("finished = await run\nprint(finished.status, run.state.finished)"),
     ]
     execute(nb, tmp_path)
-    assert "<Run " in outputs(nb, 1)  # the cell returned at once with the handle
+    # the cell showed the handle at once, and that output was updated in place when the run ended
+    assert "<RunHandle of <Run " in outputs(nb, 1) and " done: 22 done" in outputs(nb, 1)
     assert "done 22" in outputs(nb, 2)
     assert (22, 22) in progress_bars(nb)
 
@@ -101,11 +105,13 @@ def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient
         km.shutdown_kernel(now=True)
 
 
-def run_cell(kc: BlockingKernelClient, code: str) -> str:
-    """Execute and return what the cell printed."""
+def run_cell(kc: BlockingKernelClient, code: str, seen: list[dict[str, Any]] | None = None) -> str:
+    """Execute and return what the cell printed; every output message goes to `seen` too."""
     printed: list[str] = []
 
     def hook(msg: dict[str, Any]) -> None:
+        if seen is not None:
+            seen.append(msg)
         if msg["msg_type"] == "stream":
             printed.append(msg["content"]["text"])
 
@@ -130,7 +136,9 @@ def collect(kc: BlockingKernelClient, msg_id: str, until: Any, timeout: float = 
 
 
 def text_of(messages: list[dict[str, Any]]) -> str:
-    return "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
+    """What the messages show as text: printed lines and the plain-text form of displays."""
+    return "".join(m["content"].get("text", "") + m["content"].get("data", {}).get("text/plain", "")
+                   for m in messages if m["msg_type"] in ("stream", "display_data", "update_display_data"))
 
 
 def test_a_kernel_interrupt_stops_the_run_and_the_folder_resumes(kernel: Any, tmp_path: Path) -> None:
@@ -187,10 +195,16 @@ def test_retry_failed_reruns_only_the_failed_agents_in_the_same_folder(kernel: A
     first = run_cell(kc, "print(run.run_id, run.status, run.state.counts['failed'])").split()
     assert first[1:] == ["failed", "2"]
     click = {"comm_id": retry, "data": {"method": "custom", "content": {"event": "click"}}}
+    table = next(m["content"]["transient"]["display_id"] for m in opened if m["msg_type"] == "display_data"
+                 and "d0-3" in m["content"]["data"].get("text/html", ""))  # the table: d0-3 is missing
     kc.shell_channel.send(kc.session.msg("comm_msg", click))
+    updates: list[dict[str, Any]] = []
     again = run_cell(kc, "finished = await run\nprint(finished.run_id, finished.status, "
-                         "sorted(finished.agents.set_index('agent').status.items()))")
+                         "sorted(finished.agents.set_index('agent').status.items()))", updates)
     run_id, status = again.split()[:2]
     assert (run_id, status) == (first[0], "done")  # the same folder, now complete
     assert "('d0-3', 'done')" in again and "('d0-1', 'skipped')" in again
     assert "('coordinator:d0', 'done')" in again  # its input changed, so it ran again
+    (shown,) = [m["content"]["data"]["text/html"] for m in updates if m["msg_type"] == "update_display_data"
+                and m["content"]["transient"]["display_id"] == table]  # the cell's table, updated in place
+    assert shown.count("<td>done</td>") == 2 and "d0-3" not in shown  # nothing missing any more

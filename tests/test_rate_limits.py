@@ -113,14 +113,14 @@ def test_30_agents_against_60_requests_a_minute_all_finish_with_a_handful_of_429
 
 
 def test_the_views_say_when_the_run_waits_on_rate_limits(tmp_path: Path) -> None:
-    from orchestra_magic.display.widget import header_text
+    from orchestra_magic.display.text import status_line
 
     seen: list[int] = []
     run = om.run(make_spec({"a": 6}, concurrency=6), provider=om.OfflineProvider(rpm_limit=60, rpm_burst=2),
                  root=tmp_path, listeners=(lambda event, state: seen.append(state.rate_limited),))
     assert run.status == "done" and max(seen) >= 1
     waits = f"{max(seen)} rate-limit wait{'s' if max(seen) > 1 else ''}"
-    assert waits == run.state.waits() and waits in header_text(run.state, now=0)
+    assert waits == run.state.waits() and waits in status_line(run.state, now=0)
 
 
 def test_a_failing_listener_does_not_leak_throttle_slots_and_hang_the_run(tmp_path: Path) -> None:

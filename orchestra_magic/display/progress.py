@@ -8,15 +8,16 @@ redrew every bar at each add: 31.6 s of CPU inside the engine's event loop befor
 a 1,000-domain run (see benchmarks/progress.py).
 
 Done, failed, cancelled and skipped agents are counted apart, on every line and in the last frame
-of a stopped run, and a bar fills only with the agents that finished well (done or skipped).
+of a stopped run, and a bar fills only with the agents that finished well (done or skipped). The words
+come from `text`, as in the notebook's views: workers apart from coordinators, and a domain's bar
+counts its workers, as its row of the summaries table does.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
 from types import TracebackType
 
 from rich.console import Console, RenderableType
@@ -26,9 +27,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from ..state.events import Event, RunFinished, RunState
+from .text import domain_text, finished_work, outcome_text, roles_text, time_text, usage_text
 
 MAX_DOMAIN_ROWS = 8
-_APART = ("failed", "cancelled", "running", "pending")  # shown after "done", each only when there are some
 
 
 class CliProgress:
@@ -39,7 +40,7 @@ class CliProgress:
         self.rows = rows
         self.run_id = ""
         self._state: RunState | None = None
-        self._sizes: dict[str, int] = {}  # agents per domain: fixed for the run, counted once
+        self._sizes: dict[str, int] = {}  # workers per domain: fixed for the run, counted once
         self._recent: OrderedDict[str, None] = OrderedDict()  # at most `rows` domains, latest activity last
         self._lock = threading.Lock()  # `_recent` is written by the engine, read by rich's refresh thread
         self._live: Live | None = None
@@ -73,14 +74,13 @@ class CliProgress:
         grid = Table.grid(padding=(0, 1))
         for _ in range(4):
             grid.add_column(no_wrap=True)
-        success = state.counts["done"] + state.counts["skipped"]
+        success = finished_work(state.counts)
         grid.add_row(escape(f"{state.run_id} [{state.status}]"), _bar(success, state.total, state.counts["failed"]),
                      f"{success:,}/{state.total:,} agents done", _run_info(state))
         for domain in recent:
-            counts, size = state.domain_counts[domain], self._sizes[domain]
-            success = counts["done"] + counts["skipped"]
-            grid.add_row(f"  {escape(domain)}", _bar(success, size, counts["failed"]), f"{success:,}/{size:,}",
-                         _apart(counts))
+            workers = state.tally.get((domain, "worker"), Counter())
+            grid.add_row(f"  {escape(domain)}", _bar(finished_work(workers), self._sizes[domain], workers["failed"]),
+                         escape(domain_text(state, domain)), "")
         if (hidden := len(self._sizes) - len(recent)) > 0:
             grid.add_row(f"  … and {hidden:,} more domain{'s' if hidden != 1 else ''}", "", "", "")
         return grid
@@ -88,7 +88,7 @@ class CliProgress:
     def _start(self, state: RunState) -> None:
         self._state, self.run_id = state, state.run_id
         for agent in state.agents.values():
-            self._sizes[agent.domain] = self._sizes.get(agent.domain, 0) + 1
+            self._sizes[agent.domain] = self._sizes.get(agent.domain, 0) + (agent.role == "worker")
         self._live = Live(console=self.console, get_renderable=self.frame, refresh_per_second=4, transient=False)
         self._live.start()
         if not state.executor.startswith("local"):
@@ -101,18 +101,7 @@ def _bar(success: int, total: int, failed: int) -> ProgressBar:
                        complete_style="red" if failed else "bar.complete")
 
 
-def _apart(counts: Mapping[str, int]) -> str:
-    """'2 failed · 1 cancelled · 3 running': each status apart, only those that have agents."""
-    parts = [f"{counts[status]:,} {status}" for status in _APART if counts[status]]
-    if counts["skipped"]:
-        parts.append(f"{counts['skipped']:,} skipped (done before)")
-    return " · ".join(parts)
-
-
 def _run_info(state: RunState) -> str:
-    """The run's counts apart, then tokens, cost, rate-limit waits and elapsed time."""
-    parts = [_apart(state.counts), f"{state.input_tokens + state.output_tokens:,} tokens", state.cost(),
-             state.waits(), f"{state.elapsed(time.time()):.0f} s"]
-    if state.reason:
-        parts.insert(0, state.reason)
+    """Why a stopped run stopped, the counts by role and status, tokens, cost, waits and time."""
+    parts = [outcome_text(state), roles_text(state), usage_text(state), time_text(state, time.time())]
     return escape(" · ".join(p for p in parts if p))

@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
+from ..errors import UsageError
 from ..results import Run
-from ..state.events import FINISHED, AgentState, RunState
+from ..state.events import AgentState, RunState
+from .plot import png
+from .text import TRUNCATED_MARK as _TRUNCATED_MARK
+from .text import domain_text, finished_work, outcome_text, roles_text, status_line, time_text, usage_text
 
 if TYPE_CHECKING:
     from ..live import RunHandle
@@ -27,14 +31,13 @@ _COLOURS = {"done": "#2e7d32", "skipped": "#607d8b", "running": "#1565c0", "fail
             "cancelled": "#ef6c00", "pending": "#9e9e9e"}
 _BAR_STYLE = {"done": "success", "failed": "danger", "cancelled": "warning", "running": "info"}
 MAX_PREVIEW_CHARS = 20_000
-_TRUNCATED_MARK = "✂"
 
 
 class DomainRow:
     """One domain: a progress bar, its coordinator's status, and its worker table when opened."""
 
-    def __init__(self, name: str, agents: list[AgentState], read: Callable[[str], str]) -> None:
-        self.name, self.agents, self._read = name, agents, read
+    def __init__(self, name: str, agents: list[AgentState], read: Callable[[str], str], state: RunState) -> None:
+        self.name, self.agents, self._read, self.state = name, agents, read, state
         self.bar = w.IntProgress(value=0, min=0, max=len(agents), layout=w.Layout(width="220px"))
         self.label = w.HTML()
         self.toggle = w.ToggleButton(value=False, description="workers", icon="chevron-right",
@@ -73,17 +76,15 @@ class DomainRow:
         self.preview.value = f"<pre style='{style}'>{html.escape(text)}</pre>"
 
     def render(self) -> None:
-        counts: Counter[str] = Counter(a.status for a in self.agents)
-        done = counts["done"] + counts["skipped"]
-        coordinator = next(a for a in self.agents if a.role == "coordinator")
-        self.bar.value = sum(counts[s] for s in FINISHED) - counts["cancelled"]  # work done, not work dropped
+        counts = self.state.tally.get((self.name, "worker"), Counter()) + self.state.tally.get(
+            (self.name, "coordinator"), Counter())
+        done = finished_work(counts)
+        self.bar.value = done  # work there is: neither a failure nor a cancellation fills the bar
         style = "danger" if counts["failed"] else "warning" if counts["cancelled"] else "info"
         self.bar.bar_style = "success" if done == len(self.agents) else style
-        extra = "".join(f" · {counts[s]} {s}" for s in ("running", "failed", "cancelled") if counts[s])
-        if cut := sum(a.truncated for a in self.agents):
-            extra += f" · {_TRUNCATED_MARK} {cut} truncated"
-        self.label.value = (f"<b>{html.escape(self.name)}</b> {done}/{len(self.agents)} done{extra} · "
-                            f"coordinator {_badge(coordinator.status)}")
+        cut = sum(a.truncated for a in self.agents)
+        extra = f" · {_TRUNCATED_MARK} {cut} truncated" if cut else ""
+        self.label.value = f"<b>{html.escape(self.name)}</b> {html.escape(domain_text(self.state, self.name) + extra)}"
         if self.details.children:
             self.table.value = _worker_table(self.agents)
 
@@ -93,8 +94,12 @@ class RunTree(w.VBox):  # type: ignore[misc]
 
     run_id = ""
 
+    status = ""  # the run's status line as of the last render
+
     def __repr__(self) -> str:
-        return f"<progress tree of run {self.run_id}: shown where widgets render; final status below>"
+        """Where widgets do not render (nbconvert to text), the tree reads as its run's status line; the
+        cell's display handle re-sends it as the run changes."""
+        return self.status or f"<progress tree of run {self.run_id}>"
 
 
 class RunView:
@@ -106,12 +111,16 @@ class RunView:
         self.header = w.HTML()
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
         self.retry_button = w.Button(description="Retry failed", icon="repeat", disabled=True)
+        self.plot_button = w.Button(description="Plot", icon="bar-chart",
+                                    tooltip="the run's timeline and its cost and tokens by domain (run.plot())")
         self.stop_button.on_click(lambda _: on_stop())
         self.retry_button.on_click(lambda _: on_retry())
+        self.plot_button.on_click(lambda _: self.show_plot())
+        self.plot_area = w.VBox()  # not an Output widget: nbclient cannot execute notebooks holding one
         self.domains: list[DomainRow] = []
         self.domain_box = w.VBox()
-        self.widget = RunTree([w.HBox([self.bar, self.stop_button, self.retry_button]), self.header,
-                               self.domain_box])
+        self.widget = RunTree([w.HBox([self.bar, self.stop_button, self.retry_button, self.plot_button]),
+                               self.header, self.plot_area, self.domain_box])
         self.widget.run_id = run.run_id
         self.attach(run)
 
@@ -120,17 +129,19 @@ class RunView:
         groups: dict[str, list[AgentState]] = {}
         for agent in run.state.agents.values():
             groups.setdefault(agent.domain, []).append(agent)
-        self.domains = [DomainRow(name, agents, run.read_text) for name, agents in groups.items()]
+        self.domains = [DomainRow(name, agents, run.read_text, run.state) for name, agents in groups.items()]
         self.domain_box.children = [d.box for d in self.domains]
         self.bar.max = run.state.total
         self.render()
 
     def render(self) -> None:
         state = self.run.state
-        self.bar.value = state.finished - state.counts["cancelled"]
+        self.bar.value = finished_work(state.counts)
         self.bar.bar_style = _BAR_STYLE.get(state.status, "") if state.status != "running" else (
             "danger" if state.counts["failed"] else "info")
-        self.header.value = header_text(state, time.time(), html_=True)
+        now = time.time()
+        self.header.value = header_html(state, now)
+        self.widget.status = status_line(state, now)
         running = state.status == "running"
         self.stop_button.disabled = not running
         self.stop_button.button_style = "danger" if running else ""  # a spent Stop should not look live
@@ -138,6 +149,14 @@ class RunView:
                                                      or state.counts["pending"])
         for domain in self.domains:
             domain.render()
+
+    def show_plot(self) -> None:
+        """Draw `run.plot()` under the header (again, as the run is now, on each click)."""
+        try:
+            shown = w.Image(value=png(self.run.plot()), format="png")
+        except UsageError as exc:  # matplotlib missing: say how to get it
+            shown = w.HTML(f"<pre>{html.escape(str(exc))}</pre>")
+        self.plot_area.children = [shown]
 
     def resend(self) -> None:
         """Send every widget's whole state again (see `magic._Job.resend`)."""
@@ -148,21 +167,12 @@ class RunView:
             pending.extend(getattr(widget, "children", ()))
 
 
-def header_text(state: RunState, now: float, html_: bool = False) -> str:
-    """One line for the run: id, status, counts, tokens, elapsed. Shared by the widget and the text view."""
-    c = state.counts
-    cut = f" ({_TRUNCATED_MARK} {state.truncated} truncated)" if state.truncated else ""
-    counts = (f"{c['done'] + c['skipped']} done{cut} · {c['running']} running · {c['failed']} failed · "
-              f"{c['pending']} pending" + (f" · {c['cancelled']} cancelled" if c["cancelled"] else ""))
-    tokens = f"{state.input_tokens:,} in / {state.output_tokens:,} out tokens"
-    tokens += f" · {state.cost()}" if state.cost() else ""
-    tokens += f" · {state.waits()}" if state.rate_limited else ""
-    elapsed = f"{state.elapsed(now):.1f} s"
-    if not html_:
-        where = "" if state.executor.startswith("local") else f" · on {state.executor.split()[0]}"
-        return f"{state.run_id} [{state.status}] {counts} · {tokens} · {elapsed}{where}"
-    return (f"<b>{html.escape(state.run_id)}</b> {_badge(state.status)} &nbsp; {counts} &nbsp;·&nbsp; "
-            f"{tokens} &nbsp;·&nbsp; {elapsed}<br><small>Context economy: {state.economy()}</small>"
+def header_html(state: RunState, now: float) -> str:
+    """The tree's header: the same figures as `text.status_line`, laid out for the notebook."""
+    why = f"<br><b>{html.escape(outcome)}</b>" if (outcome := outcome_text(state)) else ""
+    return (f"<b>{html.escape(state.run_id)}</b> {_badge(state.status)} &nbsp; {html.escape(roles_text(state))}"
+            f"<br>{html.escape(usage_text(state))} &nbsp;·&nbsp; {html.escape(time_text(state, now))}{why}"
+            f"<br><small>Context economy: {html.escape(state.economy())}</small>"
             f"<br><small>{executor_html(state)}</small>")
 
 

@@ -50,11 +50,15 @@ def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: Run
         old = earlier.pop(plan.key, None)
         if old is not None and old.path == plan.path:
             status = old.status if old.status in KEPT else "pending"
-            agents[plan.key] = dataclasses.replace(old, status=status)
+            agents[plan.key] = dataclasses.replace(old, status=status, attempt_at=None, retries=list(old.retries))
         else:
             agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path)
-    return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
-                    removed=earlier, damage=prior.damage if prior else "")
+    state = RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
+                     removed=earlier, damage=prior.damage if prior else "")
+    if prior is not None:  # a resume: the run's first start and the time of its earlier sessions carry over
+        state.first_started_at, state.resumes = prior.first_start, prior.resumes + 1
+        state.earlier_seconds = prior.earlier_seconds + max(0.0, prior.last_activity() - prior.started_at)
+    return state
 
 
 KEPT = ("done", "skipped")  # statuses whose output a resume may keep, once it has checked it

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -43,4 +45,12 @@ def make_provider(provider: str | Provider, **options: Any) -> Provider:
         raise ConfigError(
             "the python provider runs your own functions: pass provider=om.PythonProvider(worker=fn) from Python"
         )
-    raise ConfigError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    raise ConfigError(unknown_provider(provider, PROVIDERS))
+
+
+def unknown_provider(name: str, known: Sequence[str]) -> str:
+    """The one line for a provider name that names nothing: the likely one meant, and the other way in."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"unknown provider {name!r}; {hint}choose one of {', '.join(PROVIDERS)}, or pass a Provider object "
+            "(in a notebook, --provider NAME also takes a variable holding one)")

@@ -11,6 +11,7 @@ DEFAULT_ROOT = "orchestration"
 MANIFEST = "run.json"
 JOURNAL = "journal.jsonl"
 SPEC = "spec.yaml"
+OPTIONS = "options.json"  # how the run was run (see `runfolder.options`)
 LOCK = ".run.lock"
 URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memory://…, simplecache::s3://…
 LOCAL_PROTOCOLS = ("file", "local")

@@ -222,8 +222,14 @@ _FIELDS: dict[str, type[_Model]] = {"": Spec, "domains": Domain, "workers": Work
 
 def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[str, Any] | None = None) -> Spec:
     """Load and validate a spec from YAML text, a ``.yaml`` path, a dict, or an already loaded `Spec`."""
+    return load_spec_and_names(source, variables)[0]
+
+
+def load_spec_and_names(source: str | Path | Mapping[str, Any] | Spec,
+                        variables: Mapping[str, Any] | None = None) -> tuple[Spec, frozenset[str]]:
+    """`load_spec`, and which of `variables` its templates named (what a run folder records for a resume)."""
     if isinstance(source, Spec):
-        return source
+        return source, frozenset()
     try:
         data, lines = read_source(source)
         expander = Expander(dict(variables or {}), lines)
@@ -235,7 +241,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[
     _check_thinking(spec, expander)
     _check_budget(spec, expander)
     _check_batch_tools(spec, expander)
-    return spec
+    return spec, frozenset(expander.used)
 
 
 def _validate(data: dict[str, Any], expander: Expander) -> Spec:
@@ -244,6 +250,7 @@ def _validate(data: dict[str, Any], expander: Expander) -> Spec:
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
     errors = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")  # a typo explains what follows
+    errors = [e for e in errors if not _explained_by_typo(e, errors)]
     # An empty-after-validation list is only an echo of its items' own errors: keep the root causes.
     locs = [tuple(e["loc"]) for e in errors]
     problems = [
@@ -257,6 +264,16 @@ def _validate(data: dict[str, Any], expander: Expander) -> Spec:
         more = "\n".join(f"  also: {line}" for line in also)
         raise SpecError(f"{first.problem}\n{more}", first.path, first.line)
     raise first
+
+
+def _explained_by_typo(err: Any, errors: list[Any]) -> bool:
+    """A missing key that an unknown key beside it was surely meant as ('coordinatr' for 'coordinator'):
+    the typo is the one problem, reported once."""
+    if err["type"] != "missing":
+        return False
+    loc = tuple(err["loc"])
+    return any(e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == loc[:-1]
+               and f"did you mean {loc[-1]!r}" in _describe(e) for e in errors)
 
 
 def _describe(err: Any) -> str:

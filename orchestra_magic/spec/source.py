@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import StrictUndefined, TemplateError, Undefined, meta
 
 from ..errors import SpecError, shown
 from .sandbox import BoundedSandbox, checked
@@ -136,6 +136,8 @@ class Expander:
         self.env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
         self.chars = 0  # of every string in the expanded spec so far: see `MAX_SPEC_CHARS`
         self.workers = 0  # in the domains unrolled so far: see `MAX_WORKERS`
+        self.used: set[str] = set()  # the caller's variables the templates name (recorded for a resume)
+        self._read: set[str] = set()  # template texts whose names are in `used` already
 
     def error(self, message: str, path: Path_) -> SpecError:
         source = self.origin.get(path[:4], path[:4]) + path[4:]
@@ -179,9 +181,22 @@ class Expander:
         if "{{" not in text and "{%" not in text:
             return text
         try:
+            self._note_names(text)
             return self.env.render_text(text, variables)
         except Exception as exc:  # an expression may raise anything (1/0, a variable's own bug)
             raise self.error(f"template problem: {_describe_exception(exc)}", path) from None
+
+    def _note_names(self, text: str) -> None:
+        """Remember which of the caller's variables `text` names (once per distinct text: a `for_each`
+        task is one text for all its items). A syntax error is left for the render to report."""
+        if text in self._read:
+            return
+        self._read.add(text)
+        try:
+            names = meta.find_undeclared_variables(self.env.parse(text))
+        except TemplateError:
+            return
+        self.used |= names & self.variables.keys()
 
     def unroll(self, domain: dict[str, Any], path: Path_) -> list[Any]:
         """Turn ``for_each`` entries into plain workers and give unnamed workers ``<domain>-<n>`` ids."""
@@ -253,6 +268,7 @@ class Expander:
 
     def evaluate(self, text: str, path: Path_) -> Any:
         expression = text.strip().removeprefix("{{").removesuffix("}}").strip()
+        self._note_names(f"{{{{ {expression} }}}}")
         try:
             # The variables go in as one dict: as keywords, a variable named `self` would clash.
             value = checked(self.env.compile_expression(expression, undefined_to_none=False)(self.variables))

@@ -177,12 +177,24 @@ class AgentState:
     # Done, but its output is not whole: the model stopped at `max_tokens` (or the context window), or an
     # output was cut to fit where it goes. Kept `done` (it was paid for and may be enough), never read as whole.
     truncated: bool = False
+    busy_seconds: float = 0.0  # its attempts' own time, over every session of the folder (not the waits)
+    attempt_at: float | None = None  # when the attempt under way started; None between attempts
+    retries: list[list[float]] = field(default_factory=list)  # [at, delay, rate_limited 0/1] per retry
 
     @property
     def seconds(self) -> float | None:
+        """Time its attempts took, summed over every session (a resume adds to it; backoff waits and time
+        spent stopped do not count). None until an attempt ended."""
+        if self.busy_seconds:
+            return round(self.busy_seconds, 3)
         if self.started_at is None or self.finished_at is None:
             return None
-        return round(self.finished_at - self.started_at, 3)
+        return round(self.finished_at - self.started_at, 3)  # a folder written before attempts were timed
+
+    def end_attempt(self, at: float) -> None:
+        if self.attempt_at is not None:
+            self.busy_seconds += max(0.0, at - self.attempt_at)
+            self.attempt_at = None
 
 
 def agent_row(agent: AgentState) -> dict[str, Any]:
@@ -203,7 +215,6 @@ class RunState:
     finished_at: float | None = None
     reason: str = ""
     counts: Counter[str] = field(default_factory=Counter)
-    domain_counts: dict[str, Counter[str]] = field(default_factory=dict)  # `counts`, domain by domain
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0  # what the agents with a known price cost; see `unpriced`
@@ -216,12 +227,17 @@ class RunState:
     # last recorded; kept in run.json under "removed" (see docs/reliability.md), never counted or run.
     removed: dict[str, AgentState] = field(default_factory=dict)
     damage: str = ""  # what reading the folder had to skip (damaged journal lines), in one line; not kept
+    first_started_at: float | None = None  # when the folder's first session started (None: this is it)
+    resumes: int = 0  # sessions after the first
+    earlier_seconds: float = 0.0  # how long the earlier sessions ran, together
+    # Statuses per (domain, role), kept by the reducer so that views count nothing themselves.
+    tally: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.counts = Counter(a.status for a in self.agents.values())
-        self.domain_counts = {}
-        for agent in self.agents.values():
-            self.domain_counts.setdefault(agent.domain, Counter())[agent.status] += 1
+        self.tally = {}
+        for a in self.agents.values():
+            self.tally.setdefault((a.domain, a.role), Counter())[a.status] += 1
         self.input_tokens = sum(a.input_tokens for a in self.agents.values())
         self.output_tokens = sum(a.output_tokens for a in self.agents.values())
         self.cost_usd = sum(a.cost_usd or 0.0 for a in self.agents.values())
@@ -239,15 +255,18 @@ class RunState:
             agent.attempts = event.attempt
             if agent.started_at is None or event.attempt == 1:
                 agent.started_at = event.at
-            agent.finished_at, agent.error = None, ""
+            agent.finished_at, agent.error, agent.attempt_at = None, "", event.at
         elif isinstance(event, AgentRetrying):
             agent.error = event.error
+            agent.end_attempt(event.at)
+            agent.retries.append([event.at, event.delay, float(event.rate_limited)])
             self.rate_limited += event.rate_limited
         else:
             self._finish(agent, event)
 
     def _finish(self, agent: AgentState, event: AgentFinished) -> None:
         self._set_status(agent, event.status)
+        agent.end_attempt(event.at)
         self.input_tokens += event.input_tokens - agent.input_tokens
         self.output_tokens += event.output_tokens - agent.output_tokens
         self.cost_usd += (event.cost_usd or 0.0) - (agent.cost_usd or 0.0)
@@ -267,9 +286,9 @@ class RunState:
     def _set_status(self, agent: AgentState, status: Status) -> None:
         self.counts[agent.status] -= 1
         self.counts[status] += 1
-        domain = self.domain_counts[agent.domain]
-        domain[agent.status] -= 1
-        domain[status] += 1
+        tally = self.tally[(agent.domain, agent.role)]
+        tally[agent.status] -= 1
+        tally[status] += 1
         agent.status = status
 
     def cut_off(self) -> None:
@@ -281,6 +300,14 @@ class RunState:
                            "went down); resume it to go on")
         else:
             self.status = "failed" if self.counts["failed"] else "cancelled" if self.counts["cancelled"] else "done"
+
+    def role_counts(self, role: str) -> Counter[str]:
+        """Statuses of one role's agents over all domains."""
+        total: Counter[str] = Counter()
+        for (_, kind), counts in self.tally.items():
+            if kind == role:
+                total.update(counts)
+        return total
 
     @property
     def total(self) -> int:
@@ -320,7 +347,23 @@ class RunState:
         return f"{n} rate-limit wait{'s' if n != 1 else ''}" if n else ""
 
     def elapsed(self, now: float) -> float:
+        """This session's time (a resumed run's earlier sessions are in `total_seconds`)."""
         return (self.finished_at or now) - self.started_at
+
+    def total_seconds(self, now: float) -> float:
+        """How long the run has run, over all its sessions (time between them, stopped, not counted)."""
+        return self.earlier_seconds + self.elapsed(now)
+
+    @property
+    def first_start(self) -> float:
+        return self.first_started_at or self.started_at
+
+    def last_activity(self) -> float:
+        """When this session was last seen doing something: its end, else its latest agent event."""
+        if self.finished_at is not None:
+            return self.finished_at
+        times = [t for a in self.agents.values() for t in (a.finished_at, a.attempt_at) if t is not None]
+        return max([self.started_at, *times])
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.header(), "agents": [agent_row(a) for a in self.agents.values()]}
@@ -339,6 +382,9 @@ class RunState:
             "executor": self.executor,
             "dashboard": self.dashboard,
             "removed": [agent_row(a) for a in self.removed.values()],
+            "first_started_at": self.first_started_at,
+            "resumes": self.resumes,
+            "earlier_seconds": self.earlier_seconds,
         }
 
     @classmethod
@@ -346,5 +392,6 @@ class RunState:
         agents = {a["agent"]: AgentState(**a) for a in data["agents"]}
         removed = {a["agent"]: AgentState(**a) for a in data.get("removed", ())}  # absent in older folders
         keys = ("run_id", "name", "provider", "started_at", "status", "finished_at", "reason")
-        optional = {k: data[k] for k in ("executor", "dashboard") if k in data}  # absent in older folders
+        optional = {k: data[k] for k in ("executor", "dashboard", "first_started_at", "resumes", "earlier_seconds")
+                    if k in data}  # absent in older folders
         return cls(agents=agents, removed=removed, **{k: data[k] for k in keys}, **optional)

@@ -49,7 +49,8 @@ def test_the_last_frame_of_a_stopped_run_counts_each_outcome_apart() -> None:
               RunFinished(at=3.0, status="cancelled", reason="stopped with Ctrl-C")]
     run, *domains = last_frame(state, events)
     assert "run-1 [cancelled]" in run and "3/7 agents done" in run
-    assert "stopped with Ctrl-C · 1 failed · 2 cancelled · 1 pending · 1 skipped (done before)" in run, run
+    assert ("stopped: stopped with Ctrl-C · workers 2/4 (1 done · 1 skipped · 1 failed · 1 cancelled), "
+            "coordinators 1/3 (1 done · 1 cancelled · 1 pending)") in run, run
     rows = {row.split()[0]: row for row in domains}
-    assert "2/3" in rows["a"] and "1 failed" in rows["a"]  # a failed worker does not fill the bar
-    assert "0/2" in rows["c"] and "2 cancelled" in rows["c"]
+    assert "1/2 workers done · 1 failed · coordinator done" in rows["a"]  # a failed worker does not fill the bar
+    assert "0/1 workers done · 1 cancelled · coordinator cancelled" in rows["c"]
