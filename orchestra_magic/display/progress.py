@@ -27,7 +27,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from ..state.events import Event, RunFinished, RunState
-from .text import domain_text, finished_work, outcome_text, roles_text, time_text, usage_text
+from .text import domain_parts, finished_work, outcome_text, roles_text, time_text, usage_text
 
 MAX_DOMAIN_ROWS = 8
 
@@ -72,15 +72,17 @@ class CliProgress:
         with self._lock:
             recent = list(reversed(self._recent))
         grid = Table.grid(padding=(0, 1))
-        for _ in range(4):
+        for _ in range(3):
             grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")  # the words: wrapped on a narrow terminal, never cutting the names
         success = finished_work(state.counts)
         grid.add_row(escape(f"{state.run_id} [{state.status}]"), _bar(success, state.total, state.counts["failed"]),
                      f"{success:,}/{state.total:,} agents done", _run_info(state))
         for domain in recent:
             workers = state.tally.get((domain, "worker"), Counter())
+            done, rest = domain_parts(state, domain)
             grid.add_row(f"  {escape(domain)}", _bar(finished_work(workers), self._sizes[domain], workers["failed"]),
-                         escape(domain_text(state, domain)), "")
+                         escape(done), escape(rest))
         if (hidden := len(self._sizes) - len(recent)) > 0:
             grid.add_row(f"  … and {hidden:,} more domain{'s' if hidden != 1 else ''}", "", "", "")
         return grid

@@ -49,11 +49,18 @@ def roles_text(state: RunState) -> str:
 
 def domain_text(state: RunState, domain: str) -> str:
     """One domain: '6/6 workers done · 1 failed · coordinator done'."""
+    return " · ".join(domain_parts(state, domain))
+
+
+def domain_parts(state: RunState, domain: str) -> tuple[str, str]:
+    """`domain_text` in two: its workers' count ('5/6 workers done') and the rest ('1 failed · coordinator
+    done'), for views that set them in columns."""
     workers = state.tally.get((domain, "worker"), Counter())
     coordinator = state.tally.get((domain, "coordinator"), Counter())
-    extra = "".join(f" · {workers[s]} {s}" for s in ("failed", "cancelled", "running") if workers[s])
+    extra = [f"{workers[s]} {s}" for s in ("failed", "cancelled", "running") if workers[s]]
     said = next((s for s in ORDER if coordinator[s]), "pending")
-    return f"{finished_work(workers)}/{sum(workers.values())} workers done{extra} · coordinator {said}"
+    done = f"{finished_work(workers)}/{sum(workers.values())} workers done"
+    return done, " · ".join([*extra, f"coordinator {said}"])
 
 
 def usage_text(state: RunState) -> str:
