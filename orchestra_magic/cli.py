@@ -151,10 +151,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.spec is None and args.resume is None:
         raise UsageError("run needs a SPEC file, or --resume RUN_ID to continue a run as it was run")
     progress = CliProgress(_console(stderr=True))
+    spec = Path(args.spec) if args.spec else None  # None: the resumed folder's own spec.yaml
     previous = _stop_on_sigterm()
     try:
         with progress:
-            result = run(Path(args.spec), provider=args.provider, root=args.root, concurrency=args.concurrency,
+            result = run(spec, provider=args.provider, root=args.root, concurrency=args.concurrency,
                          resume=args.resume, variables=parse_vars(args.var), listeners=(progress.update,),
                          tools=args.tools, executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt:

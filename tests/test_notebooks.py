@@ -207,4 +207,4 @@ def test_retry_failed_reruns_only_the_failed_agents_in_the_same_folder(kernel: A
     assert "('coordinator:d0', 'done')" in again  # its input changed, so it ran again
     (shown,) = [m["content"]["data"]["text/html"] for m in updates if m["msg_type"] == "update_display_data"
                 and m["content"]["transient"]["display_id"] == table]  # the cell's table, updated in place
-    assert shown.count("<td>done</td>") == 2 and "d0-3" not in shown  # nothing missing any more
+    assert shown.count(">done</td>") == 2 and "d0-3" not in shown  # nothing missing any more

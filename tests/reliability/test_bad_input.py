@@ -33,7 +33,7 @@ def folder(tmp_path: Path) -> Path:
     (["run", "spec.yaml", "--provider", "offline", "--resume", LONG], "characters) is not a run folder"),
     (["show", LONG], "characters) is not a run folder"),
     (["run", "spec.yaml", "--executor", "nope"], "orchestra run: argument --executor: invalid choice: 'nope'"),
-    (["run"], "orchestra run: the following arguments are required: spec"),
+    (["run"], "orchestra: run needs a SPEC file, or --resume RUN_ID to continue a run as it was run"),
 ], ids=["no-file", "no-yaml-file", "a-5000-character-name", "a-folder", "not-text", "a-5000-character-run-id",
         "show-a-5000-character-id", "an-unknown-choice", "no-spec"])
 def test_bad_input_is_one_line_naming_the_problem_and_exit_2(folder: Path, args: list[str], message: str) -> None:
