@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import yaml
 
 from .errors import UsageError
+from .threads import settle
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -165,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        settle()  # tools or python-provider functions still in their threads: let them end before the exit
     if result.state.damage:
         print(f"Note: {result.state.damage}", file=sys.stderr)
     print_run(result, _console(stderr=False))

@@ -212,6 +212,11 @@ def wait(background: Background, tick: Callable[[], None] | None = None, interva
         concurrent.futures.wait([background.future])
         raise
     finally:
+        # The run's thread still closes its event loop (the offline fake's server, tool threads) after the
+        # result is in: let it end, or a process exiting at once (`orchestra run` after Ctrl-C) can abort
+        # in the interpreter's shutdown with that daemon thread mid-teardown.
+        if background.future.done():
+            background.thread.join(timeout=10)
         if tick:
             tick()
 

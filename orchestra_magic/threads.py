@@ -34,6 +34,8 @@ class DaemonThreads(Executor):
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # counts threads waiting for a call
+        self._busy = 0  # calls running now
+        self._settled = threading.Condition()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
@@ -53,11 +55,32 @@ class DaemonThreads(Executor):
 
     def _serve(self) -> None:
         while True:
-            self._calls.get()()
+            call = self._calls.get()
+            with self._settled:
+                self._busy += 1
+            try:
+                call()
+            finally:
+                with self._settled:
+                    self._busy -= 1
+                    self._settled.notify_all()
             self._idle.release()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait (up to `timeout` s) until no call runs; True if none does. A process about to exit calls
+        this: a daemon thread that wakes from its call while the interpreter shuts down is killed in a
+        way that can abort the process (Python 3.11-3.13), so a Ctrl-C'd `orchestra run` whose tools were
+        mid-call ended with "Fatal Python error: Aborted" (exit -6) instead of 130."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._busy == 0, timeout)
 
 
 _THREADS = DaemonThreads()
+
+
+def settle(timeout: float = 2.0) -> bool:
+    """`DaemonThreads.settle` for the calls `in_thread` made."""
+    return _THREADS.settle(timeout)
 
 
 async def in_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

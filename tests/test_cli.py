@@ -141,7 +141,7 @@ def test_ctrl_c_stops_an_offline_run_and_the_printed_resume_command_works_as_pas
     folder = first_output(tmp_path / "orchestration")
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)
-    assert run.returncode == 130
+    assert run.returncode == 130, stderr[-3000:]
     command = stderr.split("continue with:\n")[1].strip().splitlines()[0]
     assert command == f"orchestra run --resume {folder.name}"
     state = json.loads((folder / "run.json").read_text())
