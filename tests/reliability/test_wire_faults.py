@@ -14,7 +14,8 @@ from helpers import make_spec, run_against
 from rich.console import Console
 
 from orchestra_magic.cli import print_run
-from orchestra_magic.display.widget import RunView, header_text
+from orchestra_magic.display.text import status_line
+from orchestra_magic.display.widget import RunView
 from orchestra_magic.engine.scheduler import RetryPolicy
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.results import load_run
@@ -91,7 +92,7 @@ def test_an_answer_cut_at_max_tokens_stays_done_but_is_flagged_in_every_view_and
 
 
 def _views_mark_it(state: RunState, run: object) -> None:
-    assert "(✂ 2 truncated)" in header_text(state, 0.0)
+    assert "(✂ 2 truncated)" in status_line(state, 0.0)
     console = Console(record=True, width=200)
     print_run(run, console)  # type: ignore[arg-type]
     printed = console.export_text()
