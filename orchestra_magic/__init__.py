@@ -19,6 +19,7 @@ from .errors import (
     AgentError,
     ConfigError,
     OrchestraError,
+    OrchestraWarning,
     RunFolderError,
     SpecError,
     TransientAgentError,
@@ -26,7 +27,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import Plan, RunOptions, arun, plan
+    from .api import RunOptions, arun
+    from .dryrun import Plan, plan
     from .engine.scheduler import RetryPolicy
     from .live import RunHandle, retry_failed, run, start
     from .providers import AgentRequest, Completion, Provider, PythonProvider
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "run": "live", "arun": "api", "plan": "api", "Plan": "api", "RunOptions": "api",
+    "run": "live", "arun": "api", "plan": "dryrun", "Plan": "dryrun", "RunOptions": "api",
     "start": "live", "RunHandle": "live", "retry_failed": "live",
     "list_runs": "results", "RetryPolicy": "engine.scheduler",
     "Run": "results", "load_run": "results", "Spec": "spec.model", "load_spec": "spec.model",
@@ -61,6 +63,7 @@ __all__ = [
     "FoundryProvider",
     "OfflineProvider",
     "OrchestraError",
+    "OrchestraWarning",
     "Plan",
     "Provider",
     "PythonProvider",

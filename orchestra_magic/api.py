@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from .engine.executors import Executor, LocalExecutor
-from .engine.planning import check_shares_agents
+from .engine.planning import AgentPlan, check_shares_agents
 from .engine.scheduler import Engine, Listener, RetryPolicy
-from .errors import ConfigError
+from .engine.tree import plan_agents, wide_run_warning
+from .errors import ConfigError, OrchestraWarning
 from .providers import Provider, make_provider
 from .results import Run
 from .runfolder.folder import RunFolder, find_run, is_url
 from .runfolder.layout import DEFAULT_ROOT, SPEC
 from .runfolder.options import RecordedOptions, read_options, record_variables, save_options
-from .spec.model import Spec, load_spec, load_spec_and_names
+from .spec.model import ROLES, Spec, load_spec_and_names
 from .spec.prompts import Prompts
 from .tools.catalog import FILE_TOOLS, PythonTool, ToolsArg, load_tools_file, resolve_tools
 
@@ -138,7 +140,7 @@ async def prepared(spec: SpecSource | None = None, **options: Unpack[RunKeywords
     try:
         prior = folder.read_state() if folder else None
         if folder and prior:
-            check_shares_agents(loaded, prior, folder.where(""))
+            check_shares_agents(checked.plans, prior, folder.where(""))
         await backend.start()
         try:
             try:
@@ -149,7 +151,7 @@ async def prepared(spec: SpecSource | None = None, **options: Unpack[RunKeywords
                 save_options(folder, checked.record)
                 yield Engine(loaded, backend, folder, prior=prior, concurrency=resolved.concurrency,
                              retry=options.get("retry"), listeners=options.get("listeners", ()), tools=functions,
-                             executor=runner)
+                             executor=runner, plans=checked.plans)
             finally:
                 await runner.close()  # before the provider: workers may still be calling it
         finally:
@@ -161,7 +163,7 @@ async def prepared(spec: SpecSource | None = None, **options: Unpack[RunKeywords
 
 def _check_output(spec: Spec, provider: Provider) -> None:
     """A role with an `output` needs a provider that can give typed answers: ask before anything runs."""
-    for role in ("worker", "coordinator"):
+    for role in ROLES:
         if spec.settings(role).output is not None and (problem := provider.output_problem(role)):
             raise ConfigError(problem)
 
@@ -175,6 +177,7 @@ class _Checked:
     options: RunOptions
     folder: RunFolder | None  # the folder resumed, if any
     record: RecordedOptions  # how this session runs, for the folder
+    plans: list[AgentPlan]  # the reduction tree (a window too small for it is refused in `_checked`)
 
 
 def _checked(spec: SpecSource | None, options: RunKeywords) -> _Checked:
@@ -190,7 +193,11 @@ def _checked(spec: SpecSource | None, options: RunKeywords) -> _Checked:
     chosen = _with_record(options, recorded, folder)
     variables = chosen["variables"]
     loaded, names = load_spec_and_names(spec, variables)
-    Prompts(loaded.templates).check()
+    prompts = Prompts(loaded.templates)
+    prompts.check()
+    plans = plan_agents(loaded, prompts)
+    if warning := wide_run_warning(loaded):
+        warnings.warn(warning, OrchestraWarning, stacklevel=4)
     tools_file = str(Path(chosen["tools"]).absolute()) if isinstance(chosen["tools"], str | os.PathLike) else None
     functions = resolve_tools(loaded, load_tools_file(tools_file) if tools_file else chosen["tools"], variables)
     resolved = RunOptions.resolve(chosen["provider"], root, chosen["concurrency"], chosen["executor"],
@@ -199,7 +206,7 @@ def _checked(spec: SpecSource | None, options: RunKeywords) -> _Checked:
         raise ConfigError(f"the built-in file tools ({', '.join(used)}) work in a local run folder, and the root "
                           f"{resolved.root} is a URL; use a local or mounted root, or drop them from `tools:`")
     record = _record(resolved, names, variables, recorded, tools_file, chosen["tools"])
-    return _Checked(loaded, functions, resolved, folder, record)
+    return _Checked(loaded, functions, resolved, folder, record, plans)
 
 
 def _with_record(options: RunKeywords, recorded: RecordedOptions, folder: RunFolder | None) -> dict[str, Any]:
@@ -283,59 +290,3 @@ def make_executor(executor: str | Executor | None, spec: Spec, *, scheduler: str
                             cluster_concurrency=spec.cluster_concurrency,
                             threads=concurrency or spec.concurrency)
     raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
-
-
-ASSUMED_WORKER_OUTPUT_TOKENS = 600  # for the dry-run estimate of what coordinators will read
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a spec would run, without running it: for `--dry-run` and for checking a spec by eye."""
-
-    spec: Spec
-    worker_prompt: tuple[str, str]  # (system, user) of the first worker
-    coordinator_prompt: tuple[str, str]  # of the first coordinator, with placeholder worker results
-    input_tokens: int  # estimated, about 4 characters a token
-    max_output_tokens: int  # the ceiling: every agent writing max_tokens
-
-    @property
-    def agents(self) -> int:
-        return sum(len(d.workers) + 1 for d in self.spec.domains)
-
-    def _repr_markdown_(self) -> str:
-        rows = "\n".join(f"| {d.name} | {len(d.workers)} | {d.coordinator} |" for d in self.spec.domains)
-        return (
-            f"**Plan for {self.spec.name}**: {self.agents} agents ({len(self.spec.domains)} coordinators), "
-            f"workers on `{self.spec.settings('worker').model}`, coordinators on "
-            f"`{self.spec.settings('coordinator').model}`, {self.spec.concurrency} in flight ({self.spec.schedule}). "
-            f"Estimated input ≈ {self.input_tokens:,} tokens; output at most {self.max_output_tokens:,}.\n\n"
-            f"| domain | workers | coordinator |\n|---|---|---|\n{rows}\n\n"
-            f"**First worker's prompt**\n\n```text\n{self.worker_prompt[0]}\n\n{self.worker_prompt[1]}\n```\n\n"
-            f"**First coordinator's prompt** (worker results stand in as placeholders)\n\n"
-            f"```text\n{self.coordinator_prompt[0]}\n\n{self.coordinator_prompt[1]}\n```\n"
-        )
-
-    def __repr__(self) -> str:
-        return self._repr_markdown_()
-
-
-def plan(spec: SpecSource, variables: Mapping[str, Any] | None = None, tools: ToolsArg | None = None) -> Plan:
-    """Validate a spec (and the tools it names) and render its prompts; nothing is called or written."""
-    from .engine.planning import plan_agents, render_request
-    from .providers import WorkerResult
-
-    loaded = load_spec(spec, variables)
-    resolve_tools(loaded, tools, variables)
-    prompts = Prompts(loaded.templates)
-    tokens = 0
-    samples: dict[str, tuple[str, str]] = {}
-    placeholder = "(worker result)" + "x" * (4 * ASSUMED_WORKER_OUTPUT_TOKENS)
-    for agent in plan_agents(loaded):
-        inputs = tuple(WorkerResult(w.id, f"workers/{w.id}.md", placeholder) for w in agent.domain.workers)
-        request = render_request(loaded, prompts, agent, () if agent.worker else inputs)
-        tokens += (len(request.system) + len(request.prompt)) // 4
-        samples.setdefault(request.role, (request.system, request.prompt.replace(placeholder, "(worker result)")))
-    workers = sum(len(d.workers) for d in loaded.domains)
-    ceiling = (workers * loaded.settings("worker").max_tokens
-               + len(loaded.domains) * loaded.settings("coordinator").max_tokens)
-    return Plan(loaded, samples["worker"], samples["coordinator"], tokens, ceiling)

@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -34,7 +35,9 @@ ROOT_HELP = ("where run folders are: a folder or a URL such as s3://bucket/runs 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():  # restores `showwarning` for an in-process caller
+            warnings.showwarning = _warning_line
+            return int(args.handler(args))
     except UsageError as exc:
         print(f"orchestra: {exc}", file=sys.stderr)
         return 2
@@ -64,6 +67,11 @@ def _stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _terminate)
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Our warnings as one line each (`orchestra: warning: …`), not Python's file-and-line form."""
+    print(f"orchestra: warning: {message}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="orchestra", description="Run many LLM agents; keep only summaries.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -78,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_ID", help="continue the run folder <root>/RUN_ID, as it was run "
                      "(provider, variables, tools, concurrency and executor are recorded in it; given again, they "
                      "override)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the tree (levels, agents, most inputs per context) and the estimate; run nothing")
     run.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable for the spec's templates")
     run.add_argument("--tools", metavar="FILE.py", help="a Python file whose functions the spec's `tools:` may name")
     run.add_argument("--executor", choices=("local", "dask"),
@@ -151,6 +161,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.spec is None and args.resume is None:
         raise UsageError("run needs a SPEC file, or --resume RUN_ID to continue a run as it was run")
+    if args.dry_run:
+        return _dry_run(args)
     progress = CliProgress(_console(stderr=True))
     spec = Path(args.spec) if args.spec else None  # None: the resumed folder's own spec.yaml
     previous = _stop_on_sigterm()
@@ -181,6 +193,21 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Finished agents are kept; to run the others again: {_resume_command(args, result.run_id)}",
               file=sys.stderr)
     return 0 if result.status == "done" else 1
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from .dryrun import plan
+
+    if args.spec is None:
+        raise UsageError("--dry-run needs a SPEC file to plan")
+    tools = None
+    if args.tools:
+        from .tools.catalog import load_tools_file
+
+        tools = load_tools_file(args.tools)
+    planned = plan(Path(args.spec), parse_vars(args.var), tools)
+    print(planned.text())  # a warning, if any, is in the text
+    return 0
 
 
 def _resume_command(args: argparse.Namespace, run_id: str) -> str:

@@ -9,6 +9,9 @@
         └── TransientAgentError    worth retrying: rate limits, overload, 5xx, dropped connections
             └── BatchEntryError    an agent's own entry in a message batch failed; retried as a Messages call
 
+Warnings (`OrchestraWarning`, a `UserWarning`) say what will run but may not be what you want, such as
+more domain summaries for the parent than `fan_in`; the CLI prints them as one line each.
+
 A run whose agents fail does not raise: `Run.status` says `failed` and `Run.agents` holds each
 error. Outside cancellation (`asyncio.CancelledError`, `KeyboardInterrupt`) always propagates.
 """
@@ -29,6 +32,10 @@ class OrchestraError(Exception):
 
     def __init__(self, *args: object) -> None:
         super().__init__(*(safe_text(a) if isinstance(a, str) else a for a in args))
+
+
+class OrchestraWarning(UserWarning):
+    """A spec that runs, but not as the method would have it (see the module docstring)."""
 
 
 class UsageError(OrchestraError):

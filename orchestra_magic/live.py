@@ -119,6 +119,11 @@ class RunHandle:
         """As `Run.plot`, for the run as it is now."""
         return self.result.plot()
 
+    @property
+    def summary(self) -> str:
+        """As `Run.summary`: the run-level coordinator's short summary, once it has written one."""
+        return self.result.summary
+
     def read_text(self, relative: str) -> str:
         return self.result.read_text(relative)
 

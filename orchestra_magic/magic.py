@@ -112,7 +112,7 @@ class OrchestraMagics(Magics):
         variables = self.ip.user_ns
         with user_errors():
             if args.dry_run:
-                from .api import plan
+                from .dryrun import plan
 
                 return plan(cell, variables)
             from .live import start

@@ -1,6 +1,7 @@
-"""What a call costs: one price table per model, in US dollars per million tokens.
+"""What a call costs and how much it can read: per model, a price (US dollars per million tokens) and a
+context window (tokens).
 
-This table is the one place to update when Anthropic changes prices. Source: the pricing page and the
+These two tables are the one place to update when Anthropic changes prices or windows. Source: the pricing page and the
 model overview pages of platform.claude.com, checked 2026-11-25 (Sonnet 5.5's cache-read cut of
 2026-10-07 applied). Models missing here cost `None` (shown as unknown, never as $0); a spec with
 `budget_usd` refuses to start with a model it cannot price.
@@ -63,6 +64,23 @@ def price_of(model: str) -> Price | None:
         return PRICES[base]
     undated = base.rsplit("-", 1)[0] if base[-8:].isdigit() else base
     return PRICES.get(undated)
+
+
+# The context window of each model: prompt plus `max_tokens` must fit in it (the API answers 400
+# otherwise). The standard window is 200,000 tokens; a `[1m]` id names the 1M-token variant. A model
+# missing here is assumed to have `DEFAULT_WINDOW`, the smallest current window, so a plan never
+# assumes more room than there is.
+DEFAULT_WINDOW = 200_000
+LONG_WINDOW = 1_000_000
+CONTEXT_WINDOWS: dict[str, int] = {model: DEFAULT_WINDOW for model in PRICES}
+
+
+def window_of(model: str) -> int:
+    """The context window of a model id, in tokens (dated ids share their model's window)."""
+    if model.endswith("[1m]"):
+        return LONG_WINDOW
+    undated = model.rsplit("-", 1)[0] if model[-8:].isdigit() else model
+    return CONTEXT_WINDOWS.get(model, CONTEXT_WINDOWS.get(undated, DEFAULT_WINDOW))
 
 
 def cost_usd(model: str, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0,

@@ -22,7 +22,7 @@ from .display.plot import plot_run
 from .display.text import duration, finished_work
 from .errors import RunFolderError, UsageError
 from .runfolder.folder import RunFolder, run_folders
-from .runfolder.layout import SPEC, answer_path
+from .runfolder.layout import RUN_DOMAIN, SPEC, answer_path
 from .state.events import AgentState, RunState
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ SUMMARY_COLUMNS = ["domain", "summary", "status", "workers", "failed", "missing"
                    "synthesis_path", "input_tokens", "output_tokens", "cost_usd"]
 AGENT_COLUMNS = ["agent", "role", "domain", "status", "attempts", "input_tokens", "output_tokens",
                  "cache_write_tokens", "cache_read_tokens", "cost_usd", "seconds", "path", "error", "note", "batch",
-                 "tool_calls", "server_tool_calls", "truncated"]
+                 "tool_calls", "server_tool_calls", "level", "parent", "truncated"]
 
 
 class Run:
@@ -66,6 +66,8 @@ class Run:
 
         rows = []
         for domain, members in self._domains().items():
+            if domain == RUN_DOMAIN:
+                continue  # the run-level coordinator's text is `summary`
             coordinator = next(a for a in members if a.role == "coordinator")
             workers = [a for a in members if a.role == "worker"]
             missing = [a.agent for a in workers if a.status not in ("done", "skipped")]
@@ -130,9 +132,17 @@ class Run:
         return {k: v for k, v in answer.items() if k not in skip} if isinstance(answer, dict) else {}
 
     @property
+    def summary(self) -> str:
+        """The run-level coordinator's short summary ("" when the spec has no top-level `coordinator:`,
+        or it has not finished); its full synthesis is `synthesis("_run")`."""
+        top = self.state.agents.get(f"coordinator:{RUN_DOMAIN}")
+        return top.summary if top is not None else ""
+
+    @property
     def agents(self) -> pd.DataFrame:
-        """One row per agent (workers and coordinators): status, attempts, tokens, cost, seconds, the
-        output path and the error, if any."""
+        """One row per agent (workers, sub-coordinators and coordinators): status, attempts, tokens, cost,
+        seconds, the output path and the error, if any; `level` (0 for workers) and `parent` (the agent
+        that reads its result) place it in the tree, and `truncated` says its reader got it cut."""
         import pandas as pd
 
         rows = [
@@ -141,7 +151,8 @@ class Run:
              "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
              "cost_usd": a.cost_usd, "seconds": a.seconds,
              "path": self._folder.where(a.path), "error": a.error, "note": a.note, "batch": a.batch,
-             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls, "truncated": a.truncated}
+             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls, "level": a.level,
+             "parent": a.parent, "truncated": a.truncated}
             for a in self.state.agents.values()
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS).astype({"cost_usd": float})

@@ -149,7 +149,8 @@ def test_ctrl_c_stops_an_offline_run_and_the_printed_resume_command_works_as_pas
     assert not list(folder.rglob("*.tmp"))
     resumed = orchestra(*shlex.split(command)[1:], cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert "skipped" in resumed.stdout and "13 agents" in resumed.stdout
+    # 12 workers, 2 sub-coordinators (fan_in 8), 1 coordinator
+    assert "skipped" in resumed.stdout and "15 agents" in resumed.stdout
     assert "ANTHROPIC_API_KEY" not in json.dumps(json.loads((folder / "options.json").read_text()))
 
 

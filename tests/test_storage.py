@@ -24,6 +24,7 @@ from helpers import cell, make_spec
 
 import orchestra_magic as om
 from orchestra_magic.engine.planning import initial_state
+from orchestra_magic.engine.tree import plan_agents
 from orchestra_magic.runfolder.folder import RunFolder, find_run
 from orchestra_magic.spec.model import load_spec
 from orchestra_magic.state.events import AgentFinished, AgentStarted, RunState, event_from_dict
@@ -208,7 +209,7 @@ def test_a_burst_of_finished_agents_is_one_journal_put_at_the_end_of_the_loop_tu
 
     async def main() -> None:
         folder = RunFolder.create(root, "j")
-        folder.snapshot(initial_state(spec, folder.run_id, "p", 0.0, None))
+        folder.snapshot(initial_state(plan_agents(spec), spec, folder.run_id, "p", 0.0, None))
         puts.clear()
         folder.record(AgentStarted(agent="a-1", at=1.0, attempt=1))
         assert puts == []  # a start is not worth a put on its own

@@ -1,7 +1,7 @@
-"""Planning: the agents a spec makes, the request each one sends, and what its output depends on.
+"""Planning: one agent's plan, the request it sends, and what its output depends on.
 
 Pure functions of the spec and the prompts (no I/O, no event loop), shared by the engine and by
-`om.plan` (a dry run). Coordinators are keyed ``coordinator:<domain>``; worker ids cannot contain ':'.
+`om.plan` (a dry run). Which agents there are, and who reads whom, is the reduction tree's (`tree`).
 """
 
 from __future__ import annotations
@@ -16,43 +16,46 @@ from ..providers.base import AgentRequest, WorkerResult
 from ..spec.model import Domain, Spec, Worker
 from ..spec.prompts import Prompts, fence
 from ..state.events import AgentState, Role, RunState
+from .estimate import CHARS_PER_TOKEN
 
 
 @dataclass(frozen=True, slots=True)
 class AgentPlan:
-    """One agent to run. Coordinators are keyed ``coordinator:<domain>``; ids cannot contain ':'."""
+    """One agent to run: a worker (keyed by its id), a sub-coordinator (``subcoordinator:<domain>:<tier>-<n>``)
+    or a coordinator (``coordinator:<domain>``; the run-level one is ``coordinator:_run``). Worker ids
+    cannot contain ':'. `inputs` are the keys of the agents whose results it reads (see `tree`)."""
 
     key: str
+    role: Role
     domain: Domain
-    worker: Worker | None  # None for the coordinator
+    worker: Worker | None  # None for readers
     path: str  # relative to the run folder
-
-    @property
-    def role(self) -> Role:
-        return "worker" if self.worker else "coordinator"
-
-
-def plan_agents(spec: Spec) -> list[AgentPlan]:
-    plans = [AgentPlan(w.id, d, w, f"workers/{w.id}.md") for d, w in spec.workers]
-    plans += [AgentPlan(f"coordinator:{d.name}", d, None, f"synthesis/{d.name}.md") for d in spec.domains]
-    return plans
+    level: int = 0  # 0 for workers; a reader is one above the highest of its inputs
+    parent: str = ""  # the agent that reads this one's result
+    inputs: tuple[str, ...] = ()
+    reads: str = ""  # what its inputs are, in words ("workers", "sub-coordinators", …) for its prompt
+    share: int = 0  # tokens of its reader's window its result may take; a longer one is cut (0: no reader)
 
 
-def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: RunState | None) -> RunState:
+def initial_state(plans: list[AgentPlan], spec: Spec, run_id: str, provider: str, now: float,
+                  prior: RunState | None) -> RunState:
     """Fresh pending agents; on resume each keeps its record (hash, tokens, summary). A finished agent's
     record stays `done` (or `skipped`) until this run proves otherwise: run.json is written at once, and a
     resume killed before it reaches an agent must not make the next one forget that agent's output. Only
     what was never finished (pending, running, failed, cancelled) starts again as pending. Records of
-    agents the spec no longer has move to `removed`, and come back if a later spec has them again."""
+    agents the spec no longer has move to `removed`, and come back if a later spec has them again. Each
+    agent's place in the tree (`level`, `parent`) is this plan's."""
     agents: dict[str, AgentState] = {}
     earlier = {**prior.removed, **prior.agents} if prior else {}
-    for plan in plan_agents(spec):
+    for plan in plans:
         old = earlier.pop(plan.key, None)
         if old is not None and old.path == plan.path:
             status = old.status if old.status in KEPT else "pending"
-            agents[plan.key] = dataclasses.replace(old, status=status, attempt_at=None, retries=list(old.retries))
+            agents[plan.key] = dataclasses.replace(old, status=status, attempt_at=None, retries=list(old.retries),
+                                                   level=plan.level, parent=plan.parent)
         else:
-            agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path)
+            agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path, level=plan.level,
+                                          parent=plan.parent)
     state = RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
                      removed=earlier, damage=prior.damage if prior else "")
     if prior is not None:  # a resume: the run's first start and the time of its earlier sessions carry over
@@ -64,10 +67,10 @@ def initial_state(spec: Spec, run_id: str, provider: str, now: float, prior: Run
 KEPT = ("done", "skipped")  # statuses whose output a resume may keep, once it has checked it
 
 
-def check_shares_agents(spec: Spec, prior: RunState, where: str) -> None:
+def check_shares_agents(plans: list[AgentPlan], prior: RunState, where: str) -> None:
     """A resume continues a run: a spec with none of the folder's agents is another run, refused rather
     than silently setting the folder's records aside."""
-    if prior.agents and not any(plan.key in prior.agents for plan in plan_agents(spec)):
+    if prior.agents and not any(plan.key in prior.agents for plan in plans):
         raise RunFolderError(f"the spec shares no agent with the run in {where} (none of its worker ids or domains "
                              "are there); start a new run instead of resuming this one")
 
@@ -89,8 +92,11 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
         task = domain.coordinator
         quoted = [{"agent": r.agent, "path": r.path, "missing": r.missing, "error": r.error,
                    "truncated": r.truncated, "text": fence(r.text or "")} for r in inputs]
-        system, prompt = prompts.render_coordinator({**base, "task": task, "results": quoted,
-                                                     "synthesis_path": plan.path, "summary_words": spec.summary_words})
+        context = {**base, "task": task, "results": quoted, "synthesis_path": plan.path, "sources": plan.reads}
+        if plan.role == "subcoordinator":
+            system, prompt = prompts.render_subcoordinator({**context, "level": plan.level})
+        else:
+            system, prompt = prompts.render_coordinator({**context, "summary_words": spec.summary_words})
     settings = spec.settings(plan.role)
     return AgentRequest(
         agent=plan.key, role=plan.role, domain=domain.name, task=task, system=system, prompt=prompt,
@@ -98,6 +104,15 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
         thinking=settings.thinking, mode=settings.mode, tools=settings.tools,
         max_tool_turns=settings.max_tool_turns, inputs=inputs, output=settings.output,
     )
+
+
+def cut_to_share(text: str, share: int, path: str) -> str:
+    """A result longer than its share of its reader's window (in tokens, at `CHARS_PER_TOKEN`), cut
+    with a visible marker: the reader is told, and the full text stays in its file."""
+    limit = share * CHARS_PER_TOKEN
+    if share <= 0 or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… [cut at ~{share:,} tokens, its share of this context; the full text is in {path}]"
 
 
 def input_hash(request: AgentRequest, provider: str) -> str:

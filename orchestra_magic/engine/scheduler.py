@@ -1,7 +1,9 @@
 """The async engine: schedules workers and coordinators, retries, times out, cancels, resumes.
 
-Scheduling works off a ready queue. Workers are ready from the start; a domain's coordinator
-becomes ready (ahead of waiting workers) the moment its own last worker finishes. `pool` fills a free
+Scheduling works off a ready queue. Workers are ready from the start; a reader (a sub-coordinator of
+the reduction tree, a domain's coordinator, the run-level coordinator) becomes ready, ahead of waiting
+workers, the moment its own last input finishes: a sub-coordinator starts when its group is done, not
+when its domain is (see `tree`). `pool` fills a free
 slot at once; `waves` starts the next batch only when the whole previous batch is finished (the method's
 "waves of 8"). Every change is an event: the reducer updates `state`, the run folder journals it, and
 listeners (progress views) are told. Outputs are files; the engine keeps only summaries and numbers.
@@ -26,7 +28,7 @@ from ..pricing import cost_usd, dollars
 from ..providers.base import AgentRequest, Completion, Provider, WorkerResult
 from ..runfolder.folder import RunFolder
 from ..runfolder.layout import SPEC, answer_path
-from ..spec.model import DEFAULT_MAX_WAIT, Spec, Worker
+from ..spec.model import DEFAULT_MAX_WAIT, ROLES, Spec
 from ..spec.prompts import Prompts, extract_summary, worker_note
 from ..state.events import (
     AgentFinished,
@@ -38,10 +40,12 @@ from ..state.events import (
     RunStatus,
 )
 from ..tools.catalog import PythonTool
+from .estimate import CHARS_PER_TOKEN
 from .executors import Executor, LocalExecutor
-from .planning import KEPT, AgentPlan, initial_state, input_hash, output_digest, plan_agents, render_request
+from .planning import KEPT, AgentPlan, cut_to_share, initial_state, input_hash, output_digest, render_request
 from .throttle import Throttle
 from .tracing import UNTRACED, RunTracing, tracer
+from .tree import plan_agents
 from .typed import answer_text, summary_source, typed_answer
 
 Listener = Callable[[Event, RunState], None]
@@ -92,6 +96,7 @@ class Engine:
         snapshot_every: float = 2.0,
         tools: Mapping[str, PythonTool] | None = None,
         executor: Executor | None = None,
+        plans: list[AgentPlan] | None = None,
     ) -> None:
         self.spec, self.provider, self.folder = spec, provider, folder
         self.tools = dict(tools or {})  # the Python tools, resolved once (`tools.resolve_tools`)
@@ -100,9 +105,10 @@ class Engine:
         self.listeners = list(listeners)
         self.clock, self.sleep = clock, sleep
         self.prompts = Prompts(spec.templates)
-        self.plans = {p.key: p for p in plan_agents(spec)}
-        self._checked: dict[str, str] = {}  # kept workers' outputs, read to prove them, until their coordinator's turn
-        self.state = initial_state(spec, folder.run_id, provider.identity, clock(), prior)
+        ordered = plans if plans is not None else plan_agents(spec, self.prompts)  # `plans`: planned already
+        self.plans = {p.key: p for p in ordered}
+        self._checked: dict[str, str] = {}  # kept outputs, read to prove them, until their reader's turn
+        self.state = initial_state(ordered, spec, folder.run_id, provider.identity, clock(), prior)
         # What each agent's earlier record says (status, input hash, output digest): what a skip must match.
         self.prior = {k: (a.status, a.input_hash, a.output_hash) for k, a in self.state.agents.items()}
         # What earlier sessions of a resumed run were billed for, per agent: an agent that runs again adds to it.
@@ -118,15 +124,15 @@ class Engine:
                                  sleep=sleep if timed else asyncio.sleep, max_wait=self.retry.max_wait)
         self._stopping = ""
         self._running: dict[asyncio.Task[None], AgentPlan] = {}
-        self._ready: deque[AgentPlan] = deque()  # agents that may start, coordinators at the front
-        self._waiting: dict[str, int] = {}  # per domain: workers not finished yet
+        self._ready: deque[AgentPlan] = deque()  # agents that may start, readers at the front
+        self._waiting: dict[str, int] = {}  # per reader: inputs not finished yet
         self._idle = asyncio.Event()  # nothing runs and nothing more may start
         self._bug: Exception | None = None  # an error that is not an agent failure, raised by `run`
         self._snapshot_every = snapshot_every
         self._last_snapshot = 0.0
         self._spent, self._priced = 0.0, 0  # what this session's answers cost, and how many were priced
         # Batch mode: agents of these roles wait on a batch, not an open connection (see `_attempt`).
-        self._batch_roles = frozenset(role for role in ("worker", "coordinator") if provider.batches
+        self._batch_roles = frozenset(role for role in ROLES if provider.batches
                                       and spec.settings(role).mode == "batch" and not spec.settings(role).tools)
         self._slots = 0  # agents in flight holding one of the `concurrency` slots
         self._attempt_span: Callable[[str, int], AbstractContextManager[Any]] = _untraced
@@ -160,7 +166,7 @@ class Engine:
         starts one turn of the event loop after a call returns, as with a bare semaphore, instead of
         three (at 100 calls in flight a turn takes milliseconds, and a slot left idle is time lost)."""
         self._ready = deque(p for p in self.plans.values() if p.worker)
-        self._waiting = {d.name: len(d.workers) for d in self.spec.domains}
+        self._waiting = {p.key: len(p.inputs) for p in self.plans.values() if p.inputs}
         self._start_ready()
         await self._idle.wait()
         if self._bug is not None:
@@ -184,7 +190,7 @@ class Engine:
             self._settle(task)
 
     def _settle(self, task: asyncio.Task[None]) -> None:
-        """Once per agent: count it off its domain (whose coordinator may now be ready), start what may start."""
+        """Once per agent: count it off its reader (which may now be ready), start what may start."""
         plan = self._running.pop(task, None)
         if plan is None:
             return  # settled already, by its own last step
@@ -192,10 +198,10 @@ class Engine:
         try:
             if task.done() and not task.cancelled() and (error := task.exception()) is not None:
                 raise error
-            if plan.worker:
-                self._waiting[plan.domain.name] -= 1
-                if not self._waiting[plan.domain.name]:
-                    self._ready.appendleft(self.plans[f"coordinator:{plan.domain.name}"])
+            if plan.parent:
+                self._waiting[plan.parent] -= 1
+                if not self._waiting[plan.parent]:
+                    self._ready.appendleft(self.plans[plan.parent])
             self._maybe_snapshot()
             self._start_ready()
         except Exception as exc:
@@ -264,7 +270,7 @@ class Engine:
             return False
         if output_digest(text) != recorded:
             return False
-        if plan.worker:
+        if plan.parent and plan.role != "coordinator":  # its reader reads the file, not a summary
             self._checked[plan.key] = text
         return True
 
@@ -343,17 +349,18 @@ class Engine:
         therefore always recorded, and never paid for twice. A typed answer's JSON is written before its
         readable `.md`, which is the file a resume looks for and checks: a `.md` with the recorded digest
         means the JSON before it was written too."""
-        text = answer_text(completion, answer, coordinator=not plan.worker)
+        text = answer_text(completion, answer, coordinator=plan.role == "coordinator")
         usage = self._usage(plan.key, [*spent, completion])
         summary, cut, note = "", False, ""
-        if plan.worker:
-            note = worker_note(text)
-        else:
+        if plan.role == "coordinator":
             summary, cut = extract_summary(summary_source(text, answer), self.spec.summary_words, plan.path)
+        else:
+            note = worker_note(text)
+        over = plan.share > 0 and plan.role != "coordinator" and len(text) > plan.share * CHARS_PER_TOKEN
         done = AgentFinished(
             agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest,
             output_hash=output_digest(text), summary=summary,
-            summary_cut=cut, note=note, batch=completion.batch, truncated=completion.truncated,
+            summary_cut=cut, note=note, batch=completion.batch, truncated=completion.truncated or over,
         )
         self._emit(done)
         try:
@@ -391,9 +398,10 @@ class Engine:
         return {**usage, "cost_usd": cost}
 
     def _request(self, plan: AgentPlan) -> AgentRequest | None:
-        inputs = tuple(self._worker_result(w) for w in plan.domain.workers) if not plan.worker else ()
-        if not plan.worker and all(r.missing for r in inputs):
-            self._fail(plan, f"all {len(inputs)} workers of {plan.domain.name} failed; nothing to synthesise")
+        inputs = tuple(self._input(key) for key in plan.inputs)
+        if inputs and all(r.missing for r in inputs):
+            where = plan.domain.name if plan.role == "coordinator" else plan.path
+            self._fail(plan, f"all {len(inputs)} {plan.reads} of {where} failed; nothing to synthesise")
             return None
         request = render_request(self.spec, self.prompts, plan, inputs)
         if not request.tools:
@@ -401,13 +409,18 @@ class Engine:
         functions = {name: self.tools[name] for name in request.tools if name in self.tools}
         return dataclasses.replace(request, tool_functions=functions, run_folder=str(self.folder.path))
 
-    def _worker_result(self, worker: Worker) -> WorkerResult:
-        agent = self.state.agents[worker.id]
+    def _input(self, key: str) -> WorkerResult:
+        """One result as its reader gets it: a domain coordinator's summary (for the run-level tree), any
+        other agent's output (as a resume's check read it, or from its file); cut to its share of the
+        reader's window when longer (see `tree`)."""
+        agent = self.state.agents[key]
         if agent.status not in KEPT:
-            return WorkerResult(worker.id, agent.path, None, agent.error or agent.status)
-        text = self._checked.pop(worker.id, None)
-        return WorkerResult(worker.id, agent.path, self.folder.read_text(agent.path) if text is None else text,
-                            truncated=agent.truncated)
+            return WorkerResult(key, agent.path, None, agent.error or agent.status)
+        text = agent.summary if agent.role == "coordinator" else self._checked.pop(key, None)
+        if text is None:
+            text = self.folder.read_text(agent.path)
+        quoted = cut_to_share(text, self.plans[key].share, agent.path)
+        return WorkerResult(key, agent.path, quoted, truncated=agent.truncated or quoted is not text)
 
     def _emit(self, event: Event) -> None:
         self.state.apply(event)

@@ -138,7 +138,12 @@ class LocalStore:
     def write(self, relative: str, text: str) -> None:
         """spec.yaml is durable (fsynced), as run.json is: a resume after a power cut needs both. An output
         is not: its digest on record proves it, so one a power cut lost or cut short is asked again."""
-        write_atomic(self.location / relative, text, durable=relative == SPEC)
+        path = self.location / relative
+        try:
+            write_atomic(path, text, durable=relative == SPEC)
+        except FileNotFoundError:  # a sub-coordinator's first file in `synthesis/<domain>/`
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text, durable=relative == SPEC)
 
     def read_text(self, relative: str) -> str:
         return (self.location / relative).read_text(encoding="utf-8")
@@ -183,7 +188,9 @@ class LocalStore:
     def _sweep(self) -> None:
         """Remove the temporary files of writes a killed run never finished (it died between write and
         rename). With the lock held, no live writer owns them."""
-        for folder in (self.location, self.location / "workers", self.location / "synthesis"):
+        synthesis = self.location / "synthesis"
+        folders = (self.location, self.location / "workers", synthesis, *synthesis.glob("*/"))
+        for folder in folders:
             for path in folder.glob(".*.tmp"):
                 if _TEMPORARY.fullmatch(path.name):
                     with suppress(OSError):

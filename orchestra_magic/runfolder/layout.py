@@ -13,6 +13,7 @@ JOURNAL = "journal.jsonl"
 SPEC = "spec.yaml"
 OPTIONS = "options.json"  # how the run was run (see `runfolder.options`)
 LOCK = ".run.lock"
+RUN_DOMAIN = "_run"  # the run-level coordinator's domain: `synthesis/_run.md`; no spec domain may use it
 URL_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")  # s3://…, memory://…, simplecache::s3://…
 LOCAL_PROTOCOLS = ("file", "local")
 

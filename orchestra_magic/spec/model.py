@@ -32,6 +32,9 @@ from pydantic import (
 
 from ..errors import SpecError
 from ..pricing import price_of
+from ..runfolder.layout import RUN_DOMAIN
+from ..state.events import ROLES as ROLES
+from ..state.events import Role
 from .output import output_schema
 from .source import MAX_ID_LENGTH, SAFE_ID, Expander, Path_, format_path, read_source, unknown_key
 
@@ -113,6 +116,7 @@ class Templates(_Model):
     """Paths of the user's own Jinja2 prompt templates, replacing the shipped ones."""
 
     worker: StrictStr | None = None
+    subcoordinator: StrictStr | None = None
     coordinator: StrictStr | None = None
 
 
@@ -131,9 +135,20 @@ class RoleSettings(_Model):
     output: OutputSchema | None = None  # the shape of each answer of this role (roles only: no top-level one)
 
 
+class ReaderSettings(RoleSettings):
+    """A role that reads other agents' results (`roles.coordinator`, `roles.subcoordinator`) may also
+    set its own `fan_in`: the most results one of its contexts receives."""
+
+    fan_in: StrictInt | None = Field(None, ge=2, le=100_000)
+
+
 class Roles(_Model):
     worker: RoleSettings = RoleSettings()
-    coordinator: RoleSettings = RoleSettings()
+    subcoordinator: ReaderSettings = ReaderSettings()  # unset keys come from `coordinator`, then the top
+    coordinator: ReaderSettings = ReaderSettings()
+
+
+RoleName = Role  # the three roles, as the state names them
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,20 +187,44 @@ class Spec(_Model):
     cluster_concurrency: StrictInt | None = Field(None, ge=1, le=100_000)  # cap across all runs on the cluster
     roles: Roles = Roles()
     summary_words: StrictInt = Field(150, ge=10, le=2000)
+    fan_in: StrictInt = Field(8, ge=2, le=100_000)  # the most agent results that flow into one context
     context: StrictStr = ""
     templates: Templates = Templates()
+    coordinator: Text | None = None  # a run-level coordinator's task: it reads the domains' summaries
     domains: tuple[Domain, ...] = Field(min_length=1)
 
     @property
     def workers(self) -> Iterable[tuple[Domain, Worker]]:
         return ((d, w) for d in self.domains for w in d.workers)
 
-    def settings(self, role: Literal["worker", "coordinator"]) -> AgentSettings:
-        """A role's settings: its override where it has one, else the top level's."""
-        override: RoleSettings = getattr(self.roles, role)
-        fields = ("model", "max_tokens", "effort", "thinking", "mode", "tools", "max_tool_turns")
-        values = {f: getattr(self, f) if getattr(override, f) is None else getattr(override, f) for f in fields}
-        return AgentSettings(**values, output=override.output)
+    def settings(self, role: RoleName) -> AgentSettings:
+        """A role's settings: its override where it has one, else the top level's. Sub-coordinators
+        take the coordinators' overrides for what they leave unset (their `output` is only their own:
+        they condense prose for the level above)."""
+        own = getattr(self.roles, role)
+        fallback = self.roles.coordinator if role == "subcoordinator" else None
+        values = {}
+        for name in _SETTINGS:
+            value = getattr(own, name)
+            if value is None and fallback is not None:
+                value = getattr(fallback, name)
+            values[name] = getattr(self, name) if value is None else value
+        return AgentSettings(**values, output=own.output)
+
+    def set_at(self, role: RoleName, key: str) -> RoleName | None:
+        """The role whose override sets `key` for `role`, or None when the top level's value applies."""
+        chain: tuple[RoleName, ...] = ("subcoordinator", "coordinator") if role == "subcoordinator" else (role,)
+        return next((r for r in chain if getattr(getattr(self.roles, r), key, None) is not None), None)
+
+    def key_of(self, role: RoleName, key: str) -> tuple[str, ...]:
+        """Where `key` is set for `role` in the spec (`roles.coordinator.max_tokens`, or `max_tokens`)."""
+        found = self.set_at(role, key)
+        return ("roles", found, key) if found else (key,)
+
+    def fan_in_of(self, role: Literal["subcoordinator", "coordinator"]) -> int:
+        """The most results one context of `role` reads: its own `fan_in`, else the top level's."""
+        found = self.set_at(role, "fan_in")
+        return self.fan_in if found is None else int(getattr(self.roles, found).fan_in)
 
     def to_yaml(self) -> str:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~10x faster on 10,000 workers
@@ -197,6 +236,7 @@ class Spec(_Model):
         return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+_SETTINGS = ("model", "max_tokens", "effort", "thinking", "mode", "tools", "max_tool_turns")
 _ENDRAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")
 
 
@@ -217,7 +257,8 @@ def _protect(value: Any) -> Any:
 
 
 _FIELDS: dict[str, type[_Model]] = {"": Spec, "domains": Domain, "workers": Worker, "templates": Templates,
-                                    "roles": Roles, "worker": RoleSettings, "coordinator": RoleSettings}
+                                    "roles": Roles, "worker": RoleSettings, "coordinator": ReaderSettings,
+                                    "subcoordinator": ReaderSettings}
 
 
 def load_spec(source: str | Path | Mapping[str, Any] | Spec, variables: Mapping[str, Any] | None = None) -> Spec:
@@ -298,11 +339,11 @@ def _describe(err: Any) -> str:
 
 def _check_thinking(spec: Spec, expander: Expander) -> None:
     """The API's own rules for extended thinking, checked before anything is paid for."""
-    for role in ("worker", "coordinator"):
+    for role in ROLES:
         settings = spec.settings(role)
         if not isinstance(settings.thinking, int):
             continue
-        where = ("roles", role, "thinking") if getattr(spec.roles, role).thinking else ("thinking",)
+        where = spec.key_of(role, "thinking")
         if settings.max_tokens <= settings.thinking:
             raise expander.error(f"{role}s' max_tokens ({settings.max_tokens}) must be larger than their "
                                  f"thinking budget ({settings.thinking})", where)
@@ -311,10 +352,10 @@ def _check_thinking(spec: Spec, expander: Expander) -> None:
 def _check_batch_tools(spec: Spec, expander: Expander) -> None:
     """A tool loop takes a round trip per turn, and a batch round can take hours: refuse the pair rather
     than quietly sending those agents (at full price) through the Messages API."""
-    for role in ("worker", "coordinator"):
+    for role in ROLES:
         settings = spec.settings(role)
         if settings.mode == "batch" and settings.tools:
-            where = ("roles", role, "mode") if getattr(spec.roles, role).mode else ("mode",)
+            where = spec.key_of(role, "mode")
             raise expander.error(f"the {role}s have tools, and agents with tools cannot use mode: batch (each tool "
                                  f"turn would wait for a batch round); set roles.{role}.mode: messages", where)
 
@@ -323,7 +364,7 @@ def _check_budget(spec: Spec, expander: Expander) -> None:
     """A budget is only as good as the prices behind it: refuse one that could never be counted."""
     if spec.budget_usd is None:
         return
-    for role in ("worker", "coordinator"):
+    for role in ROLES:
         model = spec.settings(role).model
         if price_of(model) is None:
             raise expander.error(f"budget_usd needs a price for the {role}s' model {model!r}, and the price "
@@ -335,6 +376,9 @@ def _check_unique(spec: Spec, expander: Expander) -> None:
     seen_domains: dict[str, tuple[str, int]] = {}
     seen_workers: dict[str, tuple[str, str, Path_]] = {}
     for d_index, domain in enumerate(spec.domains):
+        if domain.name.lower() == RUN_DOMAIN:
+            raise expander.error(f"the domain name {RUN_DOMAIN!r} is reserved for the run-level coordinator "
+                                 "(the top-level `coordinator:`); choose another", ("domains", d_index, "name"))
         if domain.name.lower() in seen_domains:
             other, o_index = seen_domains[domain.name.lower()]
             clash = "is used twice" if other == domain.name else f"differs only in case from {other!r}"

@@ -1,4 +1,5 @@
-"""Prompt templates (Jinja2, in the top-level `prompts/` folder) and reading a coordinator's summary back.
+"""Prompt templates (Jinja2, in the top-level `prompts/` folder: worker, subcoordinator, coordinator) and
+reading a coordinator's summary back.
 
 Templates render with StrictUndefined: a variable missing from the context is an error, never a silent
 blank (the method's original templates once lost whole sections that way). Each template has two blocks:
@@ -37,25 +38,32 @@ def _environment(folder: Path) -> Environment:
 
 
 class Prompts:
-    """The worker and coordinator templates of one run: the shipped ones unless the spec names its own."""
+    """The worker, sub-coordinator and coordinator templates of one run: the shipped ones unless the
+    spec names its own."""
 
     def __init__(self, templates: Templates) -> None:
         self.worker = _load(templates.worker, "worker.md.j2", "templates.worker")
+        self.subcoordinator = _load(templates.subcoordinator, "subcoordinator.md.j2", "templates.subcoordinator")
         self.coordinator = _load(templates.coordinator, "coordinator.md.j2", "templates.coordinator")
 
     def render_worker(self, context: Mapping[str, Any]) -> tuple[str, str]:
         return _render(self.worker, context)
 
+    def render_subcoordinator(self, context: Mapping[str, Any]) -> tuple[str, str]:
+        return _render(self.subcoordinator, context)
+
     def render_coordinator(self, context: Mapping[str, Any]) -> tuple[str, str]:
         return _render(self.coordinator, context)
 
     def check(self) -> None:
-        """Render both templates with a complete sample context, so a broken custom template is refused
+        """Render every template with a complete sample context, so a broken custom template is refused
         before the run starts rather than failing every agent."""
         base = {"run_name": "r", "context": "c", "domain": "d", "domain_context": "dc", "task": "t"}
         self.render_worker({**base, "worker_id": "w", "output_path": "workers/w.md"})
         result = {"agent": "w", "path": "workers/w.md", "text": "x", "missing": False, "error": "", "truncated": False}
-        self.render_coordinator({**base, "results": [result], "synthesis_path": "synthesis/d.md", "summary_words": 150})
+        reader = {**base, "results": [result], "sources": "workers"}
+        self.render_subcoordinator({**reader, "synthesis_path": "synthesis/d/1-0001.md", "level": 1})
+        self.render_coordinator({**reader, "synthesis_path": "synthesis/d.md", "summary_words": 150})
 
 
 def _load(user_path: str | None, shipped: str, key: str) -> Template:
@@ -82,7 +90,8 @@ def _render(template: Template, context: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def fence(text: str) -> str:
-    """Keep a worker's text from closing (or opening) the <worker_result> tag it is quoted in."""
+    """Keep a result's text from closing (or opening) the <worker_result> tag it is quoted in (a worker's,
+    a sub-coordinator's or a domain summary: every reader fences its inputs the same way)."""
     return _FENCE.sub(lambda m: m.group(0)[: -len("worker_result")] + "worker-result", text)
 
 

@@ -15,7 +15,8 @@ from ..pricing import dollars
 from ..redaction import safe_text
 
 Status = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
-Role = Literal["worker", "coordinator"]
+Role = Literal["worker", "subcoordinator", "coordinator"]
+ROLES: tuple[Role, ...] = ("worker", "subcoordinator", "coordinator")
 RunStatus = Literal["running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled", "skipped"})
 
@@ -175,11 +176,14 @@ class AgentState:
     tool_calls: int = 0
     server_tool_calls: int = 0
     # Done, but its output is not whole: the model stopped at `max_tokens` (or the context window), or an
-    # output was cut to fit where it goes. Kept `done` (it was paid for and may be enough), never read as whole.
+    # output was cut to fit where it goes (its share of its reader's window). Kept `done` (it was paid for
+    # and may be enough), never read as whole.
     truncated: bool = False
     busy_seconds: float = 0.0  # its attempts' own time, over every session of the folder (not the waits)
     attempt_at: float | None = None  # when the attempt under way started; None between attempts
     retries: list[list[float]] = field(default_factory=list)  # [at, delay, rate_limited 0/1] per retry
+    level: int = 0  # 0 for workers; a reader is one above the highest of its inputs
+    parent: str = ""  # the agent that reads this one's output ("" for the top of the tree)
 
     @property
     def seconds(self) -> float | None:
@@ -319,8 +323,9 @@ class RunState:
 
     @property
     def parent_tokens(self) -> int:
-        """Tokens that reach the parent: the coordinators' summaries (about 4 characters a token). Set
-        against `output_tokens` (what all agents wrote) this is the method's whole point."""
+        """Tokens that reach the parent: the coordinators' summaries, the domains' and the run-level one
+        (about 4 characters a token; sub-coordinators give the parent nothing). Set against
+        `output_tokens` (what all agents wrote) this is the method's whole point."""
         return sum(len(a.summary) for a in self.agents.values() if a.role == "coordinator") // 4
 
     def economy(self) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..state.events import ROLES
 from ..threads import in_thread
 
 if TYPE_CHECKING:
@@ -92,13 +93,13 @@ def resolve_tools(spec: Spec, supplied: ToolsArg | None = None,
     """The Python tools (yours and the built-in file tools) the spec's roles name, each described
     once. Server tools need nothing here: the provider sends their definitions as they are."""
     given = _by_name(supplied)
-    named = {name for role in ("worker", "coordinator") for name in spec.settings(role).tools}
+    named = {name for role in ROLES for name in spec.settings(role).tools}
     if given and not named:
         raise ConfigError(f"you passed tools ({', '.join(given)}) but the spec names none: add "
                           "`tools: [...]` to the spec (every agent) or to roles.worker / roles.coordinator")
     resolved: dict[str, PythonTool] = {}
-    for role in ("worker", "coordinator"):
-        where = f"roles.{role}.tools" if getattr(spec.roles, role).tools is not None else "tools"
+    for role in ROLES:
+        where = ".".join(spec.key_of(role, "tools"))
         names = spec.settings(role).tools
         _check_names(names, where, role)
         for name in names:

@@ -33,6 +33,8 @@ def workspace_of(request: AgentRequest) -> str:
     reach another's files through the built-in write tool."""
     if request.role == "worker":
         return f"workspace/workers/{request.agent}"
+    if request.role == "subcoordinator":  # keyed subcoordinator:<domain>:<tier>-<n>
+        return f"workspace/subcoordinators/{request.domain}/{request.agent.rsplit(':', 1)[1]}"
     return f"workspace/coordinators/{request.domain}"
 
 
