@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="a share of requests answered with a fault on the wire: no_stop, invalid_json, "
                            "json_not_sse, empty, no_message_start, sse_error, rate_limit, echo_headers, "
                            "huge_error (repeatable)")
+    fake.add_argument("--output-tokens", type=_at_least_one, default=None,
+                      help="make answers about this many tokens long (up to each request's max_tokens)")
+    fake.add_argument("--context-window", type=_at_least_one, default=None,
+                      help="one context window for every model (default: each model's, from the window table)")
     fake.set_defaults(handler=_fake_api)
     return parser
 
@@ -304,7 +308,8 @@ def _fake_api(args: argparse.Namespace) -> int:
           cut_rate=args.cut_rate, stall_rate=args.stall_rate, stall_ms=args.stall_ms, rpm_limit=args.rpm,
           rpm_burst=args.rpm_burst, batch_ms=args.batch_ms, invalid_rate=args.invalid_rate, strict=args.strict,
           itpm_limit=args.itpm, itpm_burst=args.itpm_burst, otpm_limit=args.otpm, otpm_burst=args.otpm_burst,
-          retry_after_ms=args.retry_after_ms, fault_rates=faults)
+          retry_after_ms=args.retry_after_ms, fault_rates=faults, output_tokens=args.output_tokens,
+          context_window=args.context_window)
     return 0
 
 

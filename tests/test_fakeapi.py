@@ -273,3 +273,47 @@ def test_count_tokens_and_unknown_routes() -> None:
 def test_base_url_needs_a_started_server() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         _ = FakeMessagesAPI().base_url
+
+
+@pytest.mark.parametrize(("window", "max_tokens", "message"), [
+    (100, 10, r"prompt is too long: \d+ tokens > 100 maximum"),
+    (5_000, 4_990, r"input length and `max_tokens` exceed context limit: \d+ \+ 4990 > 5000"),
+])
+def test_a_request_over_the_models_context_window_is_a_400_as_from_the_api(
+        window: int, max_tokens: int, message: str) -> None:
+    long_ask: list[MessageParam] = [{"role": "user", "content": ASK * 20}]
+
+    async def test(api: FakeMessagesAPI, client: anthropic.AsyncAnthropic) -> None:
+        with pytest.raises(anthropic.BadRequestError, match=message) as caught:
+            await create(client, messages=long_ask, max_tokens=max_tokens)
+        assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+        counted = await client.messages.count_tokens(model=MODEL, messages=long_ask)
+        assert counted.input_tokens == round(len(ASK * 20) / 4)  # the count the 400 is measured by
+
+    api = drive(test, context_window=window)
+    assert api.responses[400] == 1
+
+
+def test_every_model_has_its_window_from_the_table_and_a_1m_variant_its_own() -> None:
+    huge: list[MessageParam] = [{"role": "user", "content": "word " * 170_000}]  # ~212,500 tokens
+
+    async def test(api: FakeMessagesAPI, client: anthropic.AsyncAnthropic) -> None:
+        with pytest.raises(anthropic.BadRequestError, match="> 200000 maximum"):
+            await create(client, model="claude-sonnet-5-5", messages=huge)
+        answer = await create(client, model="claude-sonnet-5-5[1m]", messages=huge, max_tokens=16)
+        assert answer.stop_reason == "max_tokens"
+
+    drive(test)
+
+
+def test_the_fake_writes_answers_of_the_length_asked_for() -> None:
+    async def test(api: FakeMessagesAPI, client: anthropic.AsyncAnthropic) -> None:
+        long = await create(client, max_tokens=4096)
+        assert long.stop_reason == "end_turn" and 1900 <= long.usage.output_tokens <= 2100
+        assert long.content[0].text.rstrip().splitlines()[-1].startswith("Done.")  # it ends as answers do
+        capped = await create(client, max_tokens=500)  # never past max_tokens
+        assert capped.usage.output_tokens <= 500
+        summary = await create(client, max_tokens=4096, messages=[{"role": "user", "content": COORDINATOR}])
+        assert "</summary>" in summary.content[0].text and summary.usage.output_tokens >= 1900
+
+    drive(test, output_tokens=2000)

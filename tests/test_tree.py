@@ -286,3 +286,38 @@ def test_the_handle_gives_the_run_summary(tmp_path: Path) -> None:
 
 async def _awaited(handle: om.RunHandle) -> om.Run:
     return await handle
+
+
+def results_carried(fake: FakeMessagesAPI) -> list[int]:
+    """Per request that reached the fake, how many agent results it quoted."""
+    return [str(body["messages"]).count("</worker_result>") for body in fake.requests]
+
+
+@pytest.mark.parametrize(("fan_in", "finishes"), [(8, True), (24, False)])
+def test_long_outputs_fit_the_window_with_fan_in_8_and_overflow_it_with_two_levels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fan_in: int, finishes: bool) -> None:
+    """The small version of benchmarks/tree.py: 24 workers writing ~2,000 tokens each, against a fake that
+    enforces a 24,000-token window. Read through sub-coordinators, every prompt fits; one coordinator
+    reading all 24 (today's two levels) is refused with the API's 400, after every worker was paid for."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    fake = FakeMessagesAPI(output_tokens=2000, context_window=24_000)
+    spec = make_spec({"a": 24}, fan_in=fan_in, roles={"worker": {"max_tokens": 2100}})
+    result = run_against(fake, tmp_path, spec)
+    carried = results_carried(fake)
+    if finishes:
+        assert result.status == "done" and set(result.agents.status) == {"done"}
+        assert max(carried) <= fan_in and fake.responses[400] == 0
+        assert min(a["usage"]["output_tokens"] for a in fake.answers) >= 1900  # long answers, for real
+        return
+    assert result.status == "failed" and max(carried) == 24
+    coordinator = result.agents.set_index("agent").loc["coordinator:a"]
+    assert "HTTP 400 invalid_request_error: prompt is too long" in coordinator.error
+    assert fake.responses[400] >= 1 and (result.agents.status == "done").sum() == 24
+
+
+def test_groups_are_sized_to_the_window_where_it_holds_fewer_than_fan_in() -> None:
+    spec = make_spec({"a": 100}, fan_in=1000, roles={"worker": {"max_tokens": 40_000}})
+    plan = om.plan(spec)
+    assert plan.levels[1].max_inputs == 4  # (190,000 - 4,096 - prompt) // 40,040: four worker results a context
+    assert plan.levels[2].max_inputs == 25  # sub-coordinators write 4,096 at most: 25 fit the coordinator
+    assert all(level.max_prompt_tokens + 4096 <= level.window for level in plan.levels[1:])

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .wire import ApiError, bad_request, check_auth, message_of, read_json, reply_to, validate
+from .wire import ApiError, bad_request, check_auth, message_of, read_json, validate
 
 if TYPE_CHECKING:
     from .server import FakeMessagesAPI
@@ -145,7 +145,7 @@ class FakeBatches:
             body = validate(params, need_max_tokens=True)
             if body.get("stream"):
                 raise bad_request("stream: not supported in a message batch")
-            reply = reply_to(body, invalid=self.api.break_answer(body))
+            reply = self.api.reply(body)
         except ApiError as exc:
             return _errored(exc.kind, exc.message)
         if (kind := self._fault(params)) is not None:

@@ -12,6 +12,9 @@ What it simulates:
   called once with arguments made from its schema, server tools answer with their result blocks, and
   the final text quotes every tool result; thinking blocks carry signatures the fake checks.
 - `max_tokens`: text longer than allowed is cut, with `stop_reason: "max_tokens"`.
+- Context windows: a prompt over its model's window (`pricing.window_of`, or `context_window` for every
+  model), or a prompt plus `max_tokens` over it, is answered 400 `invalid_request_error` ("prompt is too
+  long: N tokens > M maximum"), as the API does; `output_tokens` asks for answers about that long.
 - Authentication (`x-api-key` or `Authorization: Bearer`), body validation, and injected 429 / 529 /
   500 errors drawn from a seeded RNG, all with the real error body shape and headers.
 - Structured outputs (`output_config.format`): JSON that fits the schema (see `structured`); a seeded
@@ -45,6 +48,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ..pricing import window_of
 from . import faults as wire_faults
 from .clouds import EVENT_STREAM, CloudRoutes, Credentials, Frame, refuse_extensions
 from .limits import Bucket, Limits
@@ -55,6 +59,7 @@ from .wire import (
     Reply,
     cacheable_prefix,
     check_auth,
+    check_window,
     message_of,
     prompt_of,
     read_json,
@@ -83,10 +88,14 @@ class FakeMessagesAPI:
                  batch_ms: float = 0, entry_error: Callable[[dict[str, Any]], str | None] | None = None,
                  invalid_rate: float = 0.0, strict: bool = False, clouds: Credentials | None = None,
                  itpm_limit: int | None = None, itpm_burst: int | None = None, otpm_limit: int | None = None,
-                 otpm_burst: int | None = None, fault_rates: Mapping[str, float] | None = None) -> None:
+                 otpm_burst: int | None = None, fault_rates: Mapping[str, float] | None = None,
+                 output_tokens: int | None = None, context_window: int | None = None) -> None:
         from .batches import FakeBatches  # here, not at the top: fakebatch builds on this module
 
         self.latency_ms, self.error_rate, self.seed = latency_ms, error_rate, seed
+        # Answers of about `output_tokens` tokens (up to each request's max_tokens), so tests meet context
+        # windows for real; every request must fit its model's window (`context_window`: one for all models).
+        self.output_tokens, self.context_window = output_tokens, context_window
         # Requests-, input- and output-tokens-per-minute limits enforced like the API's (see `limits`);
         # None: unlimited.
         self.limits = Limits(
@@ -214,7 +223,7 @@ class FakeMessagesAPI:
         body = validate(body, need_max_tokens=True)
         if self.strict:
             refuse_extensions(body)
-        reply = reply_to(body, invalid=self.break_answer(body))
+        reply = self.reply(body)
         self._check_rate(reply.input_tokens)
         if (error := self._injected_error()) is not None:
             raise error
@@ -235,6 +244,12 @@ class FakeMessagesAPI:
         if body.get("stream") is True:
             return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate), frame=frame)
         return web.json_response(message, headers=self._success_headers())
+
+    def reply(self, body: dict[str, Any]) -> Reply:
+        """The answer to a validated body, once it is known to fit its model's context window."""
+        check_window(body, self.context_window or window_of(body["model"]))
+        length = None if self.output_tokens is None else min(self.output_tokens, body["max_tokens"] - 16)
+        return reply_to(body, invalid=self.break_answer(body), length=length)
 
     def _cache(self, body: dict[str, Any], reply: Reply) -> Reply:
         """Prompt caching as the API does it: a prefix marked with `cache_control` and at least

@@ -37,21 +37,30 @@ def sentence(rng: random.Random) -> str:
                            Q=rng.choice(_QUALIFIERS))
 
 
-def _sentences(rng: random.Random, min_words: int, first: str = "") -> str:
+def _sentences(rng: random.Random, min_words: int, first: str = "", min_chars: int = 0) -> str:
     out = [first] if first else []
-    while len(" ".join(out).split()) < min_words:
+    words, chars = len(first.split()), len(first)
+    while words < min_words or chars < min_chars:
         out.append(sentence(rng))
+        words, chars = words + len(out[-1].split()), chars + len(out[-1]) + 1
     return " ".join(out)
 
 
-def simulated_text(system: str, prompt: str, model: str) -> str:
-    """Deterministic prose for a request: same system, prompt and model, same text."""
+def simulated_text(system: str, prompt: str, model: str, length: int | None = None) -> str:
+    """Deterministic prose for a request: same system, prompt and model, same text. `length`: make the
+    answer about that many tokens long (the fake's `output_tokens`, for tests that must meet the window)."""
     digest = hashlib.sha256("\x00".join((system, prompt, model)).encode()).hexdigest()
     rng = random.Random(int(digest, 16))
-    text = f"{SIMULATED_MARK} {_sentences(rng, 80)}"
-    if "<summary>" in prompt:
+    summary = "<summary>" in prompt
+    room = 0 if length is None else length * 4 - (_SUMMARY_CHARS if summary else _DONE_CHARS)
+    text = f"{SIMULATED_MARK} {_sentences(rng, 80, min_chars=room)}"
+    if summary:
         n = prompt.count("</worker_result>")
         opening = f"{SIMULATED_MARK} This synthesis draws on {n} worker result{'' if n == 1 else 's'}."
         return f"{text}\n\n<summary>\n{_sentences(rng, 40, opening)}\n</summary>"
     points = rng.randint(3, 6)
     return f"{text}\n\nDone. Found {points} recurring patterns in the evidence, each with its main caveat."
+
+
+_SUMMARY_CHARS = 420  # about what the <summary> part of a long answer takes
+_DONE_CHARS = 90  # and the closing "Done." line

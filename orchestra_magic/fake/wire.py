@@ -118,8 +118,21 @@ def wants_schema(body: dict[str, Any]) -> bool:
         raise bad_request(str(exc)) from None
 
 
-def reply_to(body: dict[str, Any], invalid: bool = False) -> Reply:
-    """The answer to a validated request. `invalid`: a structured answer is made not to fit its schema."""
+def check_window(body: dict[str, Any], window: int) -> None:
+    """Refuse a request that does not fit the model's context window, as the API does: the prompt alone
+    over the window, or the prompt plus `max_tokens`."""
+    system, prompt = prompt_of(body)
+    used = _tokens(system + prompt)
+    if used > window:
+        raise bad_request(f"prompt is too long: {used} tokens > {window} maximum")
+    if used + body["max_tokens"] > window:
+        raise bad_request(f"input length and `max_tokens` exceed context limit: {used} + {body['max_tokens']} > "
+                          f"{window}, decrease input length or `max_tokens` and try again")
+
+
+def reply_to(body: dict[str, Any], invalid: bool = False, length: int | None = None) -> Reply:
+    """The answer to a validated request. `invalid`: a structured answer is made not to fit its schema;
+    `length`: a text answer of about that many tokens (up to `max_tokens`)."""
     system, prompt = prompt_of(body)
     if (wrong := faketools.problem(body)) is not None:
         raise bad_request(wrong)
@@ -139,7 +152,7 @@ def reply_to(body: dict[str, Any], invalid: bool = False) -> Reply:
         blocks.append(faketools.tool_use_block(tool, digest))
         stop = "tool_use"
     else:
-        text = _final_text(body, system, prompt, blocks, digest, invalid)
+        text = _final_text(body, system, prompt, blocks, digest, invalid, length)
         stop = "end_turn"
         room = body["max_tokens"] - sum(_tokens(b["thinking"]) for b in blocks if b["type"] == "thinking")
         if _tokens(text) > room:  # thinking counts against max_tokens too
@@ -150,10 +163,10 @@ def reply_to(body: dict[str, Any], invalid: bool = False) -> Reply:
 
 
 def _final_text(body: dict[str, Any], system: str, prompt: str, blocks: list[dict[str, Any]], digest: str,
-                invalid: bool) -> str:
+                invalid: bool, length: int | None) -> str:
     schema = structured.requested_schema(body)
     if schema is None:
-        return faketools.with_quotes(simulated_text(system, prompt, body["model"]), body, blocks)
+        return faketools.with_quotes(simulated_text(system, prompt, body["model"], length), body, blocks)
     rng = random.Random(int(digest, 16))
     answer = structured.fitting_answer(schema, rng)
     return json.dumps(structured.broken(answer, schema, rng) if invalid else answer)
