@@ -16,7 +16,7 @@ from .engine.planning import AgentPlan, render_request
 from .engine.tree import bare_prompt_tokens, plan_agents, wide_run_warning
 from .pricing import dollars
 from .providers.base import WorkerResult
-from .spec.model import RoleName, Spec, load_spec
+from .spec.model import ROLES, RoleName, Spec, load_spec
 from .spec.prompts import Prompts
 from .tools.catalog import ToolsArg, resolve_tools
 
@@ -97,16 +97,17 @@ def _estimate_rows(spec: Spec, prompts: Prompts, plans: list[AgentPlan], average
     """One (level, role, model, prompt, output, inputs) row per agent, and the first prompt of each role.
     Workers' prompts are rendered (their task text counts); readers are their bare prompt plus their
     inputs at the estimated size, so 10,000 agents take a fraction of a second."""
+    ceilings = {role: spec.settings(role).max_tokens for role in ROLES}
+
     def output_of(role: RoleName) -> int:
-        ceiling = spec.settings(role).max_tokens
-        return ceiling if average is None else min(average, ceiling)
+        return ceilings[role] if average is None else min(average, ceilings[role])
 
     by_key = {p.key: p for p in plans}
     bare: dict[tuple[str, str], int] = {}
     samples: dict[str, tuple[str, str]] = {}
     rows: list[tuple[int, str, str, int, int, int]] = []
     for p in plans:
-        model = spec.settings(p.role).model
+        model = (p.settings or spec.settings(p.role)).model
         if p.worker:
             request = render_request(spec, prompts, p, ())
             prompt = tokens(request.system + request.prompt)

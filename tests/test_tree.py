@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -321,3 +323,29 @@ def test_groups_are_sized_to_the_window_where_it_holds_fewer_than_fan_in() -> No
     assert plan.levels[1].max_inputs == 4  # (190,000 - 4,096 - prompt) // 40,040: four worker results a context
     assert plan.levels[2].max_inputs == 25  # sub-coordinators write 4,096 at most: 25 fit the coordinator
     assert all(level.max_prompt_tokens + 4096 <= level.window for level in plan.levels[1:])
+
+
+def test_the_cli_progress_shows_a_tree_domains_levels(tmp_path: Path) -> None:
+    spec = tmp_path / "tree.yaml"
+    spec.write_text("fan_in: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
+                    + "".join(f"      - task: t{i}\n" for i in range(5)) + "  - name: b\n    coordinator: c\n"
+                    "    workers: [{task: t}]\n")
+    done = subprocess.run([sys.executable, "-m", "orchestra_magic", "run", str(spec), "--provider", "offline"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "L0 5/5 · L1 3/3 · L2 2/2 · L3 1/1" in done.stderr  # 5 workers → 3 → 2 → the coordinator
+    assert "L0 1/1" not in done.stderr  # a two-level domain shows no levels
+
+
+def test_the_widget_tree_opens_a_domain_to_its_levels_and_subsyntheses(tmp_path: Path) -> None:
+    from orchestra_magic.display.widget import RunView
+
+    result = om.run(make_spec({"a": 5, "b": 1}, fan_in=2), provider=PythonProvider(echo), root=tmp_path / "runs")
+    view = RunView(result, on_stop=lambda: None, on_retry=lambda: None)
+    tree, plain = view.domains
+    assert "levels 0: 5/5 · 1: 3/3 · 2: 2/2 · 3: 1/1" in tree.label.value and "levels" not in plain.label.value
+    tree.toggle.value = True
+    assert "subcoordinator:a:2-0001" in tree.picker.options and "<th>level</th>" in tree.table.value
+    tree.picker.value = "subcoordinator:a:2-0001"
+    tree._show_output()
+    assert "2 of 2 workers in a produced results." in tree.preview.value

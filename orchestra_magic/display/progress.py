@@ -7,6 +7,9 @@ line for the others ("… and 990 more domains"). Adding a rich task per domain,
 redrew every bar at each add: 31.6 s of CPU inside the engine's event loop before the first event of
 a 1,000-domain run (see benchmarks/progress.py).
 
+A domain with a reduction tree also shows its levels, bottom-up (`L0 950/1,000 · L1 110/125 · L2 0/16 ·
+L3 0/1`), read from the state at each refresh for the domains on screen only.
+
 Done, failed, cancelled and skipped agents are counted apart, on every line and in the last frame
 of a stopped run, and a bar fills only with the agents that finished well (done or skipped). The words
 come from `text`, as in the notebook's views: workers apart from coordinators, and a domain's bar
@@ -41,6 +44,7 @@ class CliProgress:
         self.run_id = ""
         self._state: RunState | None = None
         self._sizes: dict[str, int] = {}  # workers per domain: fixed for the run, counted once
+        self._levels: dict[str, dict[int, list[str]]] = {}  # tree domains only: level -> its agents
         self._recent: OrderedDict[str, None] = OrderedDict()  # at most `rows` domains, latest activity last
         self._lock = threading.Lock()  # `_recent` is written by the engine, read by rich's refresh thread
         self._live: Live | None = None
@@ -81,16 +85,20 @@ class CliProgress:
         for domain in recent:
             workers = state.tally.get((domain, "worker"), Counter())
             done, rest = domain_parts(state, domain)
+            levels = _levels_text(state, self._levels.get(domain))
             grid.add_row(f"  {escape(domain)}", _bar(finished_work(workers), self._sizes[domain], workers["failed"]),
-                         escape(done), escape(rest))
+                         escape(done), escape(" · ".join(p for p in (rest, levels) if p)))
         if (hidden := len(self._sizes) - len(recent)) > 0:
             grid.add_row(f"  … and {hidden:,} more domain{'s' if hidden != 1 else ''}", "", "", "")
         return grid
 
     def _start(self, state: RunState) -> None:
         self._state, self.run_id = state, state.run_id
+        levels: dict[str, dict[int, list[str]]] = {}
         for agent in state.agents.values():
             self._sizes[agent.domain] = self._sizes.get(agent.domain, 0) + (agent.role == "worker")
+            levels.setdefault(agent.domain, {}).setdefault(agent.level, []).append(agent.agent)
+        self._levels = {domain: tiers for domain, tiers in levels.items() if len(tiers) > 2}
         self._live = Live(console=self.console, get_renderable=self.frame, refresh_per_second=4, transient=False)
         self._live.start()
         if not state.executor.startswith("local"):
@@ -101,6 +109,15 @@ class CliProgress:
 def _bar(success: int, total: int, failed: int) -> ProgressBar:
     return ProgressBar(total=max(total, 1), completed=success, width=24,
                        complete_style="red" if failed else "bar.complete")
+
+
+def _levels_text(state: RunState, levels: dict[int, list[str]] | None) -> str:
+    """A tree domain's levels, bottom-up (level 0: its workers), each as finished-well/agents."""
+    if levels is None:
+        return ""
+    done = {level: sum(state.agents[key].status in ("done", "skipped") for key in keys)
+            for level, keys in levels.items()}
+    return " · ".join(f"L{level} {done[level]:,}/{len(keys):,}" for level, keys in sorted(levels.items()))
 
 
 def _run_info(state: RunState) -> str:

@@ -1,4 +1,5 @@
-"""The notebook's live progress tree: run → domains → workers, with Stop and Retry-failed buttons.
+"""The notebook's live progress tree: run → domains → workers, with Stop and Retry-failed buttons. A
+domain with a reduction tree shows its levels, and opens to its sub-coordinators as well as its workers.
 
 A view only: `render()` copies figures from the run's `RunState` into core ipywidgets (no third-party
 widget code, so it works offline in JupyterLab, Notebook 7 and VS Code). Whoever owns the view calls
@@ -84,6 +85,7 @@ class DomainRow:
         self.bar.bar_style = "success" if done == len(self.agents) else style
         cut = sum(a.truncated for a in self.agents)
         extra = f" · {_TRUNCATED_MARK} {cut} truncated" if cut else ""
+        extra += _levels_html(self.agents)
         self.label.value = f"<b>{html.escape(self.name)}</b> {html.escape(domain_text(self.state, self.name) + extra)}"
         if self.details.children:
             self.table.value = _worker_table(self.agents)
@@ -197,12 +199,27 @@ def _badge(status: str) -> str:
     return f"<span style='color:{_COLOURS.get(status, '#000')};font-weight:600'>{status}</span>"
 
 
+def _levels_html(agents: list[AgentState]) -> str:
+    """` · levels 0: 8/8 · 1: 1/2 · 2: 0/1` (finished, not cancelled) for a tree domain; "" for two levels."""
+    levels: dict[int, list[int]] = {}
+    for a in agents:
+        counts = levels.setdefault(a.level, [0, 0])
+        counts[0] += a.status in ("done", "skipped", "failed")
+        counts[1] += 1
+    if len(levels) <= 2:
+        return ""
+    return " · levels " + " · ".join(f"{level}: {done}/{total}" for level, (done, total) in sorted(levels.items()))
+
+
 def _worker_table(agents: list[AgentState]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(a.agent)}</td><td>{_badge(a.status)}{_truncated(a)}</td><td>{a.attempts}</td>"
+        f"<tr><td>{html.escape(a.agent)}</td><td>{a.level}</td><td>{_badge(a.status)}{_truncated(a)}</td>"
+        f"<td>{a.attempts}</td>"
         f"<td>{a.input_tokens:,}/{a.output_tokens:,}</td><td>{'' if a.seconds is None else f'{a.seconds:.1f}'}</td>"
         f"<td>{html.escape(a.error[:160])}</td></tr>"
         for a in agents
     )
-    head = "<tr><th>agent</th><th>status</th><th>attempts</th><th>tokens in/out</th><th>s</th><th>error</th></tr>"
+    head = "".join(f"<th>{name}</th>" for name in ("agent", "level", "status", "attempts", "tokens in/out", "s",
+                                                   "error"))
+    head = f"<tr>{head}</tr>"
     return f"<table style='font-size:90%'>{head}{rows}</table>"

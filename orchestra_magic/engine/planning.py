@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import RunFolderError
 from ..providers.base import AgentRequest, WorkerResult
-from ..spec.model import Domain, Spec, Worker
+from ..spec.model import AgentSettings, Domain, Spec, Worker
 from ..spec.prompts import Prompts, fence
 from ..state.events import AgentState, Role, RunState
 from .estimate import CHARS_PER_TOKEN
@@ -35,6 +35,7 @@ class AgentPlan:
     inputs: tuple[str, ...] = ()
     reads: str = ""  # what its inputs are, in words ("workers", "sub-coordinators", …) for its prompt
     share: int = 0  # tokens of its reader's window its result may take; a longer one is cut (0: no reader)
+    settings: AgentSettings | None = None  # its role's, worked out once per role by the tree
 
 
 def initial_state(plans: list[AgentPlan], spec: Spec, run_id: str, provider: str, now: float,
@@ -97,7 +98,7 @@ def render_request(spec: Spec, prompts: Prompts, plan: AgentPlan, inputs: tuple[
             system, prompt = prompts.render_subcoordinator({**context, "level": plan.level})
         else:
             system, prompt = prompts.render_coordinator({**context, "summary_words": spec.summary_words})
-    settings = spec.settings(plan.role)
+    settings = plan.settings or spec.settings(plan.role)
     return AgentRequest(
         agent=plan.key, role=plan.role, domain=domain.name, task=task, system=system, prompt=prompt,
         model=settings.model, max_tokens=settings.max_tokens, effort=settings.effort,

@@ -23,7 +23,7 @@ from typing import Literal
 
 from ..errors import SpecError
 from ..runfolder.layout import RUN_DOMAIN
-from ..spec.model import Domain, RoleName, Spec
+from ..spec.model import ROLES, Domain, RoleName, Spec
 from ..spec.prompts import Prompts
 from ..spec.source import format_path
 from .estimate import PER_INPUT, summary_tokens, tokens, usable_window
@@ -78,10 +78,11 @@ class _Tree:
             inputs = [(key, level, "coordinator") for key, level, _ in tops]
             self._reduce(run_domain(spec), inputs, summary_tokens(spec.summary_words), ("summary_words",))
         parent, share = self.parent, self.share
-        workers = [AgentPlan(w.id, "worker", d, w, f"workers/{w.id}.md", 0, parent[w.id], share=share[w.id])
-                   for d, w in spec.workers]
-        return workers + [dataclasses.replace(r, parent=parent.get(r.key, ""), share=share.get(r.key, 0))
-                          for r in self.readers]
+        settings = {role: spec.settings(role) for role in ROLES}
+        workers = [AgentPlan(w.id, "worker", d, w, f"workers/{w.id}.md", 0, parent[w.id], share=share[w.id],
+                             settings=settings["worker"]) for d, w in spec.workers]
+        return workers + [dataclasses.replace(r, parent=parent.get(r.key, ""), share=share.get(r.key, 0),
+                                              settings=settings[r.role]) for r in self.readers]
 
     def _reduce(self, domain: Domain, nodes: list[tuple[str, int, str]], size: int,
                 size_key: tuple[str, ...]) -> tuple[str, int, str]:
