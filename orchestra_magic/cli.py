@@ -350,6 +350,8 @@ def print_run(result: Run, console: Console) -> None:
         cells = (str(row["domain"]), str(row["status"]), workers, tokens, summary)
         table.add_row(*(Text(cell) for cell in cells))  # Text: agent output is never read as rich markup
     console.print(table)
+    if result.summary:  # the run-level coordinator's (a spec with a top-level `coordinator:`)
+        console.print(Text(f"Run summary: {result.summary}"))
     state = result.state
     counts = counts_text(state.counts)
     counts += f" ({state.truncated} truncated: output cut off)" if state.truncated else ""

@@ -325,9 +325,10 @@ def test_groups_are_sized_to_the_window_where_it_holds_fewer_than_fan_in() -> No
     assert all(level.max_prompt_tokens + 4096 <= level.window for level in plan.levels[1:])
 
 
-def test_the_cli_progress_shows_a_tree_domains_levels(tmp_path: Path) -> None:
+def test_the_cli_progress_shows_a_tree_domains_levels_and_prints_the_run_summary(tmp_path: Path) -> None:
     spec = tmp_path / "tree.yaml"
-    spec.write_text("fan_in: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
+    spec.write_text("fan_in: 2\ncoordinator: Bring it together.\n"
+                    "domains:\n  - name: a\n    coordinator: c\n    workers:\n"
                     + "".join(f"      - task: t{i}\n" for i in range(5)) + "  - name: b\n    coordinator: c\n"
                     "    workers: [{task: t}]\n")
     done = subprocess.run([sys.executable, "-m", "orchestra_magic", "run", str(spec), "--provider", "offline"],
@@ -335,6 +336,7 @@ def test_the_cli_progress_shows_a_tree_domains_levels(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "L0 5/5 · L1 3/3 · L2 2/2 · L3 1/1" in done.stderr  # 5 workers → 3 → 2 → the coordinator
     assert "L0 1/1" not in done.stderr  # a two-level domain shows no levels
+    assert "Run summary: [simulated]" in done.stdout and "warning" not in done.stderr
 
 
 def test_the_widget_tree_opens_a_domain_to_its_levels_and_subsyntheses(tmp_path: Path) -> None:
