@@ -154,7 +154,11 @@ def orchestra_spec(job: Job) -> dict[str, Any]:
     domains: dict[int, list[dict[str, str]]] = {d: [] for d in range(DOMAINS)}
     for d, task in job.tasks():
         domains[d].append({"task": task})
-    return {"name": "peers", "concurrency": job.concurrency,
+    # The same calls as the others make (one coordinator reading its whole domain): fan_in at the domain's
+    # size, and worker answers bounded so that a whole domain fits one coordinator's window (the fake
+    # writes ~170 tokens an answer, so no answer changes).
+    return {"name": "peers", "concurrency": job.concurrency, "fan_in": max(2, job.workers),
+            "roles": {"worker": {"max_tokens": 800}},
             "domains": [{"name": f"d{d}", "coordinator": "Synthesise the findings.", "workers": workers}
                         for d, workers in domains.items()]}
 

@@ -4,6 +4,7 @@
     python benchmarks/tree.py --part window        # 1,000 workers, ~2,000-token outputs, real windows
     python benchmarks/tree.py --part wide --workers 10000
     python benchmarks/tree.py --part dry-run
+    python benchmarks/tree.py --part resume        # 1,000 workers, one edited, requests counted
 
 - window: one domain of 1,000 workers writing ~2,000 tokens each, the fake enforcing a 200,000-token
   window. With fan_in 8 every agent finishes and no request carries more than 8 results; with fan_in
@@ -11,6 +12,8 @@
   coordinator's prompt is ~2M tokens and the fake answers 400, after every worker was paid for.
 - wide: 10,000 workers in 5 domains, offline: the most results any request carried, the largest prompt
   against its window, and what the parent holds (the domain summaries).
+- resume: after a finished 1,000-worker run, one worker's task is edited; the resume sends 1 + 4
+  requests (the worker, its 3 sub-coordinators and the coordinator), counted at the fake.
 - dry-run: `orchestra run SPEC --dry-run` of a 10,000-worker spec, as a whole process (start-up
   included), median of 3.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import subprocess
@@ -94,6 +98,28 @@ def wide_part(workers: int) -> None:
           f"{pricing.window_of(MODEL):,}; the parent holds ~{result.state.parent_tokens:,} tokens")
 
 
+def resume_part(workers: int) -> None:
+    """Edit one worker after a finished run: only it and its ancestors run again, counted at the fake."""
+    body = spec({"a": workers})
+    with tempfile.TemporaryDirectory() as root:
+        first = asyncio.run(run_on_fake(FakeMessagesAPI(), body, root))
+        body["domains"][0]["workers"][workers // 2]["task"] = "Find a different fact."
+        fake = FakeMessagesAPI()
+        again = asyncio.run(_resume(fake, body, root, first))
+    ancestors = math.ceil(math.log(workers, 8) - 1e-9)
+    print(f"resume: {workers:,} workers, one edited: {len(fake.requests)} requests at the fake "
+          f"(1 worker + {ancestors} ancestors expected); {again.status}")
+
+
+async def _resume(fake: FakeMessagesAPI, body: dict[str, Any], root: str, first: om.Run) -> om.Run:
+    base_url = await fake.start()
+    try:
+        return await om.arun(body, provider=AnthropicProvider(api_key="sk-bench", base_url=base_url), root=root,
+                             resume=first.path)
+    finally:
+        await fake.stop()
+
+
 def dry_run_part(workers: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "big.yaml"
@@ -111,14 +137,16 @@ def dry_run_part(workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("window", "wide", "dry-run"), action="append")
+    parser.add_argument("--part", choices=("window", "wide", "dry-run", "resume"), action="append")
     parser.add_argument("--workers", type=int, help="workers (default 1,000 for window, 10,000 otherwise)")
     args = parser.parse_args()
-    parts = args.part or ["dry-run", "window", "wide"]
+    parts = args.part or ["dry-run", "window", "resume", "wide"]
     if "dry-run" in parts:
         dry_run_part(args.workers or 10_000)
     if "window" in parts:
         window_part(args.workers or 1_000)
+    if "resume" in parts:
+        resume_part(args.workers or 1_000)
     if "wide" in parts:
         wide_part(args.workers or 10_000)
 
