@@ -88,8 +88,7 @@ class _Tree:
                 size_key: tuple[str, ...]) -> tuple[str, int, str]:
         """Group `nodes` (key, level, role) tier by tier until the coordinator can read them all; each
         input is at most `size` tokens (the `size_key` of the spec)."""
-        top_room = self._room("coordinator", domain)
-        tier = 1
+        top_room, tier = self._room("coordinator", domain), 1
         while len(nodes) > self._capacity("coordinator", top_room, size, size_key, need=1):
             room = self._room("subcoordinator", domain)
             group = self._capacity("subcoordinator", room, size, size_key, need=2)
@@ -97,9 +96,9 @@ class _Tree:
                                   f"subcoordinator:{domain.name}:{tier}-{n:04d}",
                                   f"synthesis/{domain.name}/{tier}-{n:04d}.md")
                      for n, at in enumerate(range(0, len(nodes), group), start=1)]
-            size, size_key = self.spec.settings("subcoordinator").max_tokens, self.spec.key_of("subcoordinator",
-                                                                                               "max_tokens")
-            tier += 1
+            # From here on the inputs are sub-coordinators' texts, at most their max_tokens each.
+            size = self.spec.settings("subcoordinator").max_tokens
+            size_key, tier = self.spec.key_of("subcoordinator", "max_tokens"), tier + 1
         return self._reader("coordinator", domain, nodes, top_room, f"coordinator:{domain.name}",
                             f"synthesis/{domain.name}.md")
 
