@@ -347,7 +347,7 @@ def test_the_widget_tree_opens_a_domain_to_its_levels_and_subsyntheses(tmp_path:
     tree, plain = view.domains
     assert "levels 0: 5/5 · 1: 3/3 · 2: 2/2 · 3: 1/1" in tree.label.value and "levels" not in plain.label.value
     tree.toggle.value = True
-    assert "subcoordinator:a:2-0001" in tree.picker.options and "<th>level</th>" in tree.table.value
+    assert "subcoordinator:a:2-0001" in dict(tree.picker.options).values() and "<th>level</th>" in tree.table.value
     tree.picker.value = "subcoordinator:a:2-0001"
     tree._show_output()
     assert "2 of 2 workers in a produced results." in tree.preview.value
