@@ -105,7 +105,7 @@ def test_the_fakes_bucket_refills_continuously() -> None:
 def test_30_agents_against_60_requests_a_minute_all_finish_with_a_handful_of_429s(tmp_path: Path) -> None:
     """The issue's case: a limit of 60 a minute (enforced per second), 30 agents, 8 in flight."""
     provider = om.OfflineProvider(rpm_limit=60)
-    spec = make_spec({"a": 9, "b": 9, "c": 9})  # 27 workers + 3 coordinators
+    spec = make_spec({"a": 9, "b": 9, "c": 9}, fan_in=9)  # 27 workers + 3 coordinators, no tree
     run = om.run(spec, provider=provider, root=tmp_path)
     assert run.status == "done" and run.state.counts["done"] == 30
     refused = int(run.agents.attempts.sum()) - 30
