@@ -80,9 +80,10 @@ def window_part(workers: int) -> None:
         finally:
             pricing.CONTEXT_WINDOWS[MODEL] = pricing.DEFAULT_WINDOW
         statuses = result.agents.status.value_counts().to_dict()
+        failed = result.agents[result.agents.status == "failed"].error.tolist()
         print(f"  fan_in {fan_in:>5}: {result.status:<6} {statuses}  400s: {fake.responses[400]}  "
               f"most results in one request: {carried(fake):,}  largest prompt ~{largest_prompt(fake):,} tokens  "
-              f"{seconds:.1f} s")
+              f"{seconds:.1f} s" + (f"\n    failed: {failed[0][:160]}" if failed else ""))
 
 
 def wide_part(workers: int) -> None:

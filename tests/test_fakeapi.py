@@ -317,3 +317,14 @@ def test_the_fake_writes_answers_of_the_length_asked_for() -> None:
         assert "</summary>" in summary.content[0].text and summary.usage.output_tokens >= 1900
 
     drive(test, output_tokens=2000)
+
+
+def test_a_prompt_of_megabytes_meets_the_window_not_a_request_size_limit() -> None:
+    """The API takes requests up to 32 MB, so a 2 MB prompt is refused for its tokens, as the API does."""
+    huge: list[MessageParam] = [{"role": "user", "content": "x" * 2_000_000}]
+
+    async def test(api: FakeMessagesAPI, client: anthropic.AsyncAnthropic) -> None:
+        with pytest.raises(anthropic.BadRequestError, match="prompt is too long: 500000 tokens > 200000 maximum"):
+            await create(client, messages=huge)
+
+    assert drive(test).responses == {400: 1}

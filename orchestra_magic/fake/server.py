@@ -71,6 +71,7 @@ from .wire import (
 )
 
 RATE_LIMIT = 1_000_000  # advertised when no --rpm limit is enforced: a figure no run reaches
+MAX_REQUEST_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit
 MIN_CACHE_TOKENS = 1024  # shorter prefixes are not cached (the API's minimum for most models)
 _REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 529: "Overloaded"}
 _INJECTED = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}
@@ -134,7 +135,9 @@ class FakeMessagesAPI:
         return self._base_url
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = web.Application(middlewares=[self._middleware()])
+        # The API takes requests of up to 32 MB (larger ones get 413 request_too_large); aiohttp's own
+        # default of 1 MB would refuse a long prompt before the context window could.
+        app = web.Application(middlewares=[self._middleware()], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         self.batches.add_routes(app.router)
