@@ -53,10 +53,14 @@ ASKED = re.compile(r"Your (?:output|synthesis) file: (workers|synthesis)/(\S+)\.
 
 
 def spec_text(agents: int, concurrency: int) -> str:
-    """A spec of `agents` agents: one domain per 50 agents (at least one), workers `w<i>`."""
+    """A spec of `agents` agents: one domain per 50 agents (at least one), workers `w<i>`. Two levels
+    (`fan_in` at the largest domain, worker answers bounded so a domain fits one window), so that
+    `agents` counts every agent; tests/test_tree.py covers killing a run mid-tree."""
     domains = max(1, agents // 50)
     workers = agents - domains
-    lines = [f"name: kills\nconcurrency: {concurrency}\ndomains:\n"]
+    widest = -(-workers // domains)
+    lines = [f"name: kills\nconcurrency: {concurrency}\nfan_in: {max(2, widest)}\n"
+             "roles: {worker: {max_tokens: 1024}}\ndomains:\n"]
     for d in range(domains):
         lines.append(f"  - name: d{d}\n    coordinator: Sum up d{d}.\n    workers:\n")
         lines += [f"      - id: w{i}\n        task: Task {i}.\n" for i in range(d, workers, domains)]

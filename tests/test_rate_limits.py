@@ -199,7 +199,7 @@ class RequestPacing(Throttle):
 
 
 async def _refusals(throttle: type[Throttle], root: Path) -> int:
-    spec = make_spec({"a": 9, "b": 9, "c": 9})  # 27 workers + 3 coordinators, 8 in flight
+    spec = make_spec({"a": 9, "b": 9, "c": 9}, fan_in=9)  # 27 workers + 3 coordinators, 8 in flight
     provider = om.OfflineProvider(itpm_limit=300_000, itpm_burst=1_200)
     async with prepared(spec, provider=provider, root=root) as engine:
         engine.throttle = throttle(engine.concurrency)
