@@ -10,7 +10,7 @@ from helpers import make_spec
 import orchestra_magic as om
 from orchestra_magic.errors import SpecError
 from orchestra_magic.spec.model import Templates
-from orchestra_magic.spec.prompts import Prompts, extract_summary, fence, shipped_prompts_dir, worker_note
+from orchestra_magic.spec.prompts import Prompts, extract_summary, fence, worker_note
 
 FULL = {"run_name": "review", "context": "We are a small team.", "domain": "pricing",
         "domain_context": "Prices in EUR.", "task": "Collect A's pricing."}
@@ -49,8 +49,10 @@ def test_a_missing_variable_is_an_error_never_a_blank() -> None:
         Prompts(Templates()).render_worker({**FULL, "worker_id": "a1"})
 
 
-def test_the_templates_ship_inside_the_package_or_beside_it() -> None:
-    folder = shipped_prompts_dir()
+def test_the_templates_are_package_data() -> None:
+    from importlib.resources import files
+
+    folder = files("orchestra_magic") / "prompts"
     assert all((folder / f"{role}.md.j2").is_file() for role in ("worker", "subcoordinator", "coordinator"))
 
 

@@ -1,5 +1,5 @@
-"""Prompt templates (Jinja2, in the top-level `prompts/` folder: worker, subcoordinator, coordinator) and
-reading a coordinator's summary back.
+"""Prompt templates (Jinja2 package data in `orchestra_magic/prompts/`, which the repo's top-level `prompts/`
+links to: worker, subcoordinator, coordinator) and reading a coordinator's summary back.
 
 Templates render with StrictUndefined: a variable missing from the context is an error, never a silent
 blank (the method's original templates once lost whole sections that way). Each template has two blocks:
@@ -14,27 +14,21 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2 import Environment, FileSystemLoader, PackageLoader, StrictUndefined, Template, TemplateError
 
 from ..errors import SpecError
 from .model import Templates
 
-_PACKAGE = Path(__file__).parent.parent
 _SUMMARY = re.compile(r"<summary>(.*?)</summary>", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"</?\s*worker_result", re.IGNORECASE)
 
 
-def shipped_prompts_dir() -> Path:
-    """`orchestra_magic/prompts` inside a wheel; the repo's top-level `prompts/` in a source checkout."""
-    inside = _PACKAGE / "prompts"
-    return inside if inside.is_dir() else _PACKAGE.parent / "prompts"
-
-
 @cache
-def _environment(folder: Path) -> Environment:
-    return Environment(
-        loader=FileSystemLoader(folder), undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False
-    )
+def _environment(folder: Path | None) -> Environment:
+    """Templates from a spec's own folder, or (None) the shipped ones: package data, read through the
+    import system, so they are found wherever the package is installed."""
+    loader = FileSystemLoader(folder) if folder else PackageLoader("orchestra_magic", "prompts")
+    return Environment(loader=loader, undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 class Prompts:
@@ -67,9 +61,9 @@ class Prompts:
 
 
 def _load(user_path: str | None, shipped: str, key: str) -> Template:
-    path = Path(user_path) if user_path else shipped_prompts_dir() / shipped
+    path = Path(user_path) if user_path else Path("orchestra_magic/prompts", shipped)
     try:
-        template = _environment(path.resolve().parent).get_template(path.name)
+        template = _environment(path.resolve().parent if user_path else None).get_template(path.name)
     except TemplateError as exc:
         raise SpecError(f"cannot load template {path}: {exc.message or type(exc).__name__}", key) from None
     missing = {"system", "user"} - set(template.blocks)
