@@ -11,6 +11,7 @@ from helpers import make_spec
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
+from orchestra_magic.engine.scheduler import RetryPolicy
 from orchestra_magic.engine.throttle import Bucket, RateLimit, Throttle
 from orchestra_magic.fake.limits import Bucket as FakeBucket
 from orchestra_magic.fake.limits import Limits, RequestBucket
@@ -201,7 +202,8 @@ class RequestPacing(Throttle):
 async def _refusals(throttle: type[Throttle], root: Path) -> int:
     spec = make_spec({"a": 9, "b": 9, "c": 9}, fan_in=9)  # 27 workers + 3 coordinators, 8 in flight
     provider = om.OfflineProvider(itpm_limit=300_000, itpm_burst=1_200)
-    async with prepared(spec, provider=provider, root=root) as engine:
+    patient = RetryPolicy(rate_limit_retries=1_000)  # the count of 429s is the measure, not who gives up first
+    async with prepared(spec, provider=provider, root=root, retry=patient) as engine:
         engine.throttle = throttle(engine.concurrency)
         state = await engine.run()
     assert state.counts["done"] == 30
