@@ -59,8 +59,8 @@ class Plan:
 
     def text(self) -> str:
         """The tree and its estimate as plain text (what `--dry-run` prints)."""
-        return "\n".join([*_summary_lines(self), "", *_level_table(self), "", *_domain_lines(self),
-                          "", f"Assumptions: {self.estimate.assumption}."])
+        return "\n".join([*_summary_lines(self), *_budget_lines(self), "", *_level_table(self), "",
+                          *_domain_lines(self), "", f"Assumptions: {self.estimate.assumption}."])
 
     def _repr_markdown_(self) -> str:
         return (
@@ -174,3 +174,15 @@ def _domain_lines(plan: Plan, most: int = 12) -> list[str]:
     if len(names) > most:
         lines.append(f"  … and {len(names) - most:,} more domains")
     return ["Tree (results per level, bottom-up):", *lines]
+
+
+def _budget_lines(plan: Plan) -> list[str]:
+    """Whether the spec's `budget_usd` is likely to hold, against this estimate."""
+    budget = plan.spec.budget_usd
+    if budget is None:
+        return []
+    cost = plan.estimate.cost_usd
+    if cost <= budget:
+        return [f"Budget {dollars(budget)}: likely to hold (this estimate is {dollars(cost)})."]
+    return [f"Budget {dollars(budget)}: may not hold: this estimate is {dollars(cost)}; the run stops starting "
+            f"agents once it has spent {dollars(budget)} (agents in flight finish)."]

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import make_spec
 
 import orchestra_magic as om
+from orchestra_magic.pricing import dollars
 
 SPEC = """name: path
 budget_usd: BUDGET
@@ -122,3 +124,10 @@ def test_the_timeline_marks_retries(tmp_path: Path) -> None:
     handle.wait()
     timeline = handle.plot().axes[0]  # a RunHandle plots the run as it is now
     assert [line.get_marker() for line in timeline.lines if line.get_marker() != "None"] == ["x"]
+
+
+@pytest.mark.parametrize(("budget", "verdict"), [(100.0, "likely to hold"), (0.01, "may not hold")])
+def test_the_dry_run_says_whether_the_budget_is_likely_to_hold(budget: float, verdict: str) -> None:
+    text = om.plan(make_spec({"a": 3}, budget_usd=budget)).text()
+    assert f"Budget {dollars(budget)}: {verdict}" in text
+    assert "Budget" not in om.plan(make_spec({"a": 3})).text()
