@@ -57,6 +57,9 @@ from orchestra_magic.runfolder.folder import write_atomic
 from orchestra_magic.spec.model import DEFAULT_MODEL
 
 DOMAINS = 5
+# Spec keys that keep orchestra's calls those of the naive script: one coordinator per domain, no
+# sub-coordinators (`fan_in`, where the spec has it, set above any domain's worker count).
+SAME_CALLS: dict[str, Any] = {}
 MAX_TOKENS = 4096
 INSTALL_LANGGRAPH = 'pip install "langgraph>=1.2,<1.3"'
 WORKER_SYSTEM = (
@@ -386,7 +389,12 @@ def main() -> int:
     parser.add_argument("--root", default=".", help="where orchestra_magic's run folders go (a temporary folder "
                         "inside it, removed after each run); default: here, as `orchestra run` does")
     parser.add_argument("--skip-langgraph", action="store_true", help="compare only the bare SDK and orchestra_magic")
+    parser.add_argument("--whole-process", action="store_true", help="instead: `python script.py` (the naive "
+                        "messages.create fan-out) against `orchestra run spec.yaml`, each a child process, "
+                        "start-up included, alternating for --repeat rounds")
     args = parser.parse_args()
+    if args.whole_process:
+        return whole_process(args)
     contenders: dict[str, Contender] = {"bare SDK": bare_sdk, "orchestra_magic": orchestra_magic}
     if not args.skip_langgraph:
         try:
@@ -411,6 +419,30 @@ def main() -> int:
     print(f"Creating one file there cost {before:.0f} µs of CPU before the runs and {after:.0f} µs after; "
           f"orchestra_magic creates {args.workers + DOMAINS} a run (the others none).")
     print(verdict(figures, goal=1.05))
+    return 0
+
+
+def whole_process(args: argparse.Namespace) -> int:
+    """The naive script and `orchestra run` as whole processes (see `peers_process`)."""
+    import peers_process
+
+    prompts = {"domains": DOMAINS, "model": DEFAULT_MODEL, "max_tokens": MAX_TOKENS,
+               "worker_system": WORKER_SYSTEM, "coordinator_system": COORDINATOR_SYSTEM}
+    calls = args.workers + DOMAINS
+    print(f"Whole processes: {args.workers} workers + {DOMAINS} coordinators = {calls} calls, {args.latency_ms:g} ms "
+          f"latency, {args.concurrency} in flight, median of {args.repeat} alternating rounds. {versions()}",
+          flush=True)
+    scratch = Scratch(args.root)
+    try:
+        setup = scratch.job("", args.workers, args.concurrency)
+        spec = {**orchestra_spec(setup), **SAME_CALLS}
+        contenders = peers_process.write_contenders(setup.scratch, args.workers, args.concurrency, prompts, spec)
+        with fake_api(args.latency_ms) as base_url:
+            figures = peers_process.measure(contenders, lambda: scratch.job("", 0, 0).scratch, base_url, args.repeat)
+    finally:
+        scratch.close()
+    print(peers_process.table(figures, calls))
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 
