@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--seed", type=int, default=0)
     fake.add_argument("--invalid-rate", type=_share, default=0.0,
                       help="share of structured answers (output_config.format) made not to fit their schema")
-    fake.add_argument("--cut-rate", type=_share, default=0.0, help="share of streams cut off halfway")
+    fake.add_argument("--cut-rate", type=_share, default=0.0,
+                      help="share of answers cut off halfway (a stream drops; a plain body ends mid-JSON)")
     fake.add_argument("--stall-rate", type=_share, default=0.0, help="share of answers that stall")
     fake.add_argument("--stall-ms", type=_milliseconds, default=5000.0, help="how long a stalled answer waits")
     fake.add_argument("--rpm", type=_at_least_one, default=None,

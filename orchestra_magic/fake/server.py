@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
 import math
 import random
 import sys
@@ -104,8 +105,8 @@ class FakeMessagesAPI:
             Bucket(itpm_limit, itpm_burst, unit="input tokens") if itpm_limit else None,
             Bucket(otpm_limit, otpm_burst, unit="output tokens") if otpm_limit else None)
         self.retry_after_ms = retry_after_ms
-        # Faults beyond error statuses: a stream cut off halfway (the connection drops), and an answer
-        # that stalls for `stall_ms` (longer than a client's timeout).
+        # Faults beyond error statuses: an answer cut off halfway (a stream's connection drops; a plain
+        # answer's body ends in the middle of its JSON), and an answer that stalls for `stall_ms` (longer than a client's timeout).
         self.cut_rate, self.stall_rate, self.stall_ms = cut_rate, stall_rate, stall_ms
         # Structured answers (`output_config.format`) made not to fit their schema, at this seeded rate.
         self.invalid_rate = invalid_rate
@@ -244,9 +245,12 @@ class FakeMessagesAPI:
             return await wire_faults.send(fault, request, message, reply, self._success_headers(),
                                          streamed=body.get("stream") is True)
         self.answers.append(message)
+        cut = self._fault("cut", self.cut_rate)
         if body.get("stream") is True:
-            return await self._stream(request, message, reply, cut=self._fault("cut", self.cut_rate), frame=frame)
-        return web.json_response(message, headers=self._success_headers())
+            return await self._stream(request, message, reply, cut=cut, frame=frame)
+        whole = json.dumps(message).encode()  # a cut plain answer ends halfway through its JSON
+        return web.Response(body=whole[: len(whole) // 2] if cut else whole, headers=self._success_headers(),
+                            content_type="application/json")
 
     def reply(self, body: dict[str, Any]) -> Reply:
         """The answer to a validated body, once it is known to fit its model's context window."""

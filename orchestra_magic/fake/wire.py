@@ -137,7 +137,8 @@ def reply_to(body: dict[str, Any], invalid: bool = False, length: int | None = N
     if (wrong := faketools.problem(body)) is not None:
         raise bad_request(wrong)
     wants_schema(body)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    asked = {key: value for key, value in body.items() if key != "stream"}  # streamed or not, the same answer
+    digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
     blocks: list[dict[str, Any]] = []
     if faketools.thinking_requested(body):
         blocks.append(faketools.thinking_block(sentence(random.Random(int(digest, 16)))))

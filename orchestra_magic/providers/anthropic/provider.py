@@ -1,5 +1,6 @@
-"""The `anthropic` provider (the official SDK's async client, streaming) and `offline` (the same client
-pointed at the in-process fake Messages API).
+"""The `anthropic` provider (the official SDK's async client: plain requests, streamed only where an
+answer may be long; see `nonstreamed`) and `offline` (the same client pointed at the in-process fake
+Messages API).
 
 Retrying lives in the engine alone: the SDK's own retries are switched off (`max_retries=0`) and its
 errors are mapped to `TransientAgentError` (429, 529, 5xx, timeouts, dropped connections; carrying the
@@ -35,6 +36,7 @@ from ...state.events import Role
 from ..base import CUT_OFF_STOPS, AgentRequest, Completion, Provider
 from .batches import TRANSIENT_KINDS, Batcher, BatchPolicy, Sleep
 from .features import PROFILES, Profile, refusal
+from .nonstreamed import Answer, answer_of, must_stream
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropicBedrock, AsyncAnthropicVertex
@@ -129,17 +131,18 @@ class AnthropicProvider(Provider):
         rate_limit = None
         with _mapped_errors(self.base_url):
             if request.mode == "batch":
-                message = await self._batches(self._client).submit(request.agent, params)
-            else:
+                answer = Answer.of_message(await self._batches(self._client).submit(request.agent, params))
+            elif must_stream(params["model"], request.max_tokens, self.timeout):
                 async with self._client.messages.stream(**params) as stream:
-                    message = await _final_message(stream)
+                    answer = Answer.of_message(await _final_message(stream))
                     rate_limit = self._rate_limit(stream.response.headers)
-        text = "".join(block.text for block in message.content if block.type == "text")
-        usage = message.usage
-        return Completion(text, usage.input_tokens, usage.output_tokens, message.model, message.stop_reason or "",
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
-                          request.mode == "batch", self.regional, rate_limit=rate_limit,
-                          truncated=message.stop_reason in CUT_OFF_STOPS)
+            else:  # the cheap way: one plain request, its body read without building SDK objects
+                response = await self._client.messages.with_raw_response.create(**params)
+                answer = answer_of(await response.read())
+                rate_limit = self._rate_limit(response.headers)
+        return Completion(answer.text, answer.input_tokens, answer.output_tokens, answer.model, answer.stop_reason,
+                          answer.cache_write_tokens, answer.cache_read_tokens, request.mode == "batch", self.regional,
+                          rate_limit=rate_limit, truncated=answer.stop_reason in CUT_OFF_STOPS)
 
     def _params(self, request: AgentRequest) -> dict[str, Any]:
         """The Messages API parameters of one agent call (streamed, or one entry of a batch)."""
