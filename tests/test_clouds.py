@@ -22,6 +22,7 @@ from orchestra_magic.errors import ConfigError
 from orchestra_magic.fake.clouds import Credentials
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.pricing import REGIONAL_PREMIUM, cost_usd, price_of
+from orchestra_magic.providers.anthropic.clouds import BedrockProvider, FoundryProvider, VertexProvider
 
 QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart.yaml"
 CREDS = Credentials()
@@ -57,27 +58,36 @@ def run_in_cloud(fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch, env: Ca
     return asyncio.run(main())
 
 
-# cloud, its settings, the path of a streamed call, the model id sent for claude-sonnet-5-5, price factor
+# cloud, its settings, the paths of a plain and of a streamed call, the model id sent for claude-sonnet-5-5,
+# price factor
 CLOUDS = [
-    ("bedrock", bedrock_env, "/model/global.anthropic.claude-sonnet-5-5-v1/invoke-with-response-stream",
+    ("bedrock", bedrock_env, "/model/global.anthropic.claude-sonnet-5-5-v1/invoke",
+     "/model/global.anthropic.claude-sonnet-5-5-v1/invoke-with-response-stream",
      "global.anthropic.claude-sonnet-5-5-v1", 1.0),
     ("vertex", vertex_env,
+     "/v1/projects/test-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-5-5:rawPredict",
      "/v1/projects/test-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-5-5:streamRawPredict",
      "claude-sonnet-5-5", REGIONAL_PREMIUM),
-    ("foundry", foundry_env, "/anthropic/v1/messages", "claude-sonnet-5-5", 1.0),
+    ("foundry", foundry_env, "/anthropic/v1/messages", "/anthropic/v1/messages", "claude-sonnet-5-5", 1.0),
 ]
+CLOUD_PROVIDERS = {"bedrock": BedrockProvider, "vertex": VertexProvider, "foundry": FoundryProvider}
 
 
-@pytest.mark.parametrize(("cloud", "env", "path", "model_id", "factor"), CLOUDS, ids=[c[0] for c in CLOUDS])
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize(("cloud", "env", "plain_path", "stream_path", "model_id", "factor"), CLOUDS,
+                         ids=[c[0] for c in CLOUDS])
 def test_each_cloud_runs_the_quickstart_through_its_own_sdk_client(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: str, env: Callable[[str], dict[str, str]],
-        path: str, model_id: str, factor: float) -> None:
+        plain_path: str, stream_path: str, model_id: str, factor: float, streamed: bool) -> None:
     fake = FakeMessagesAPI()
-    result = run_in_cloud(fake, monkeypatch, env, str(QUICKSTART), cloud, tmp_path)
+    # A client timeout under a 4,096-token answer's worst case makes the provider stream (see nonstreamed).
+    provider: str | om.Provider = CLOUD_PROVIDERS[cloud](timeout=60.0) if streamed else cloud
+    result = run_in_cloud(fake, monkeypatch, env, str(QUICKSTART), provider, tmp_path)
     assert result.status == "done" and len(result.agents) == 25
     sent = fake.clouds.requests
     assert len(sent) == 25 and {c for c, _, _ in sent} == {cloud}
-    assert {p for _, p, _ in sent} == {path}
+    assert {p for _, p, _ in sent} == {stream_path if streamed else plain_path}
+    assert {bool(body.get("stream")) for body in fake.requests} == {streamed}
     assert all(body.get("anthropic_version") for _, _, body in sent) or cloud == "foundry"
     assert {body["model"] for body in fake.requests} == {model_id}
     agent = result.agents.iloc[0]
