@@ -74,7 +74,7 @@ def test_a_whole_plain_answer_is_read_into_its_fields() -> None:
 ], ids=["cut", "empty", "html", "list", "error", "unfinished", "no-input", "str-count", "content-dict",
         "text-int", "untyped-block", "no-model"])
 def test_a_body_that_is_not_a_whole_message_is_a_transient_fault(body: bytes) -> None:
-    with pytest.raises(TransientAgentError, match="not valid JSON|not a whole message"):
+    with pytest.raises(TransientAgentError, match=r"not valid JSON|not a whole message"):
         answer_of(body)
 
 

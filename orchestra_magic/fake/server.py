@@ -106,7 +106,8 @@ class FakeMessagesAPI:
             Bucket(otpm_limit, otpm_burst, unit="output tokens") if otpm_limit else None)
         self.retry_after_ms = retry_after_ms
         # Faults beyond error statuses: an answer cut off halfway (a stream's connection drops; a plain
-        # answer's body ends in the middle of its JSON), and an answer that stalls for `stall_ms` (longer than a client's timeout).
+        # answer's body ends in the middle of its JSON), and an answer that stalls for `stall_ms` (longer
+        # than a client's timeout).
         self.cut_rate, self.stall_rate, self.stall_ms = cut_rate, stall_rate, stall_ms
         # Structured answers (`output_config.format`) made not to fit their schema, at this seeded rate.
         self.invalid_rate = invalid_rate

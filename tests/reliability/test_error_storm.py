@@ -16,7 +16,7 @@ from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 
 def test_300_agents_survive_errors_cut_streams_and_stalls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
-    # 30% 429/529/500, 5% of streams cut off halfway, 3% of answers slower than the 0.5 s timeout.
+    # 30% 429/529/500, 5% of answers cut off halfway, 3% of answers slower than the 0.5 s timeout.
     fake = FakeMessagesAPI(error_rate=0.3, cut_rate=0.05, stall_rate=0.03, stall_ms=3000, seed=11,
                            retry_after_ms=5)
     spec = make_spec({f"d{i}": 59 for i in range(5)}, concurrency=32, attempts=12, timeout=0.5,
