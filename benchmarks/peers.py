@@ -12,8 +12,8 @@ in turn, in one process, by:
   task, an `operator.add` reducer collects the texts, then one `Send("coordinator", ...)` per domain;
   `max_concurrency=C` in the run config (LangGraph's own in-flight cap). No checkpointer, as in the docs.
 
-All three use `anthropic.AsyncAnthropic(base_url=..., max_retries=0)` and make the same call
-orchestra_magic's provider makes: `messages.stream(...)` + `get_final_message()`. The fake API runs
+All three use `anthropic.AsyncAnthropic(base_url=..., max_retries=0)` and send the same plain request
+orchestra_magic's provider sends (`messages.create(...)`; the provider reads the raw body itself). The fake API runs
 in a child process (`orchestra fake-api`), so its CPU is not billed to the client being measured.
 
 Figures per contender: wall time and client CPU (`time.process_time`, this process only) as the median
@@ -27,6 +27,7 @@ on a shared disk it varies tenfold, and only orchestra_magic writes files.
     pip install "langgraph>=1.2,<1.3"      # LangGraph is not a dependency of orchestra_magic
     python benchmarks/peers.py             # 1,000 workers, 300 ms, 100 in flight, median of 3
     python benchmarks/peers.py --workers 200 --latency-ms 50 --repeat 1 --skip-langgraph
+    python benchmarks/peers.py --whole-process --repeat 5   # the naive script vs `orchestra run`, whole processes
 """
 
 import argparse
@@ -111,10 +112,9 @@ def coordinator_prompt(domain: int, texts: list[str]) -> str:
 
 
 async def ask(client: anthropic.AsyncAnthropic, system: str, prompt: str) -> str:
-    """The call orchestra_magic's provider makes: a streamed message, read to its end."""
-    async with client.messages.stream(model=DEFAULT_MODEL, max_tokens=MAX_TOKENS, system=system,
-                                      messages=[{"role": "user", "content": prompt}]) as stream:
-        message = await stream.get_final_message()
+    """The plain call a user writes (orchestra_magic's provider also sends this request unstreamed)."""
+    message = await client.messages.create(model=DEFAULT_MODEL, max_tokens=MAX_TOKENS, system=system,
+                                           messages=[{"role": "user", "content": prompt}])
     return "".join(block.text for block in message.content if block.type == "text")
 
 
