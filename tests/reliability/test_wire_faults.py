@@ -7,6 +7,7 @@ fault on demand (`fault_rates`, drawn from its seeded RNG)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,20 +19,34 @@ from orchestra_magic.display.text import status_line
 from orchestra_magic.display.widget import RunView
 from orchestra_magic.engine.scheduler import RetryPolicy
 from orchestra_magic.fake.server import FakeMessagesAPI
+from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.results import load_run
 from orchestra_magic.state.events import AgentFinished, Event, RunState
 
 # max_wait also bounds the run-wide pause after an overload (1 s when the server names none).
 FAST = RetryPolicy(attempts=2, base=0.001, cap=0.01, rate_limit_retries=1, max_wait=0.01)
 
-# Each fault, and words of the error the user is left with once the retries are spent.
+
+def streamed(url: str) -> AnthropicProvider:
+    """A client timeout under a 4,096-token answer's worst case: the provider streams (see nonstreamed)."""
+    return AnthropicProvider(base_url=url, timeout=60.0)
+
+
+def plain(url: str) -> AnthropicProvider:
+    return AnthropicProvider(base_url=url)
+
+
+# Each fault, how the call went, and words of the error the user is left with once the retries are
+# spent. The stream faults concern streams; a plain request can get an empty or a cut body.
 BROKEN_ANSWERS = [
-    ("no_stop", "ended before the message was complete (no message_stop event)"),
-    ("invalid_json", "was not valid JSON"),
-    ("json_not_sse", "without a message: no message_start event in its body (content type application/json)"),
-    ("empty", "without a message: no message_start event"),
-    ("no_message_start", "without a message: no message_start event"),
-    ("sse_error", "the API sent overloaded_error in the middle of its answer"),
+    ("no_stop", streamed, "ended before the message was complete (no message_stop event)"),
+    ("invalid_json", streamed, "was not valid JSON"),
+    ("json_not_sse", streamed, "without a message: no message_start event in its body (content type application/json)"),
+    ("empty", streamed, "without a message: no message_start event"),
+    ("no_message_start", streamed, "without a message: no message_start event"),
+    ("sse_error", streamed, "the API sent overloaded_error in the middle of its answer"),
+    ("invalid_json", plain, "was not valid JSON"),
+    ("empty", plain, "was not valid JSON"),
 ]
 
 
@@ -40,11 +55,13 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
 
 
-@pytest.mark.parametrize(("fault", "words"), BROKEN_ANSWERS)
+@pytest.mark.parametrize(("fault", "provider", "words"), BROKEN_ANSWERS,
+                         ids=[f"{fault}-{provider.__name__}" for fault, provider, _ in BROKEN_ANSWERS])
 def test_a_broken_answer_is_retried_then_failed_with_words_never_recorded_done(
-        tmp_path: Path, fault: str, words: str) -> None:
+        tmp_path: Path, fault: str, provider: Callable[[str], AnthropicProvider], words: str) -> None:
     fake = FakeMessagesAPI(fault_rates={fault: 1.0})
-    run = run_against(fake, tmp_path, make_spec({"d": 1}), retry=FAST)
+    run = run_against(fake, tmp_path, make_spec({"d": 1}), provider=provider, retry=FAST)
+    assert {bool(body.get("stream")) for body in fake.requests} == {provider is streamed}
     worker = run.state.agents["d-1"]
     assert worker.status == "failed"
     assert worker.error.startswith("gave up after 2 attempts; last error: ") and words in worker.error
@@ -55,16 +72,18 @@ def test_a_broken_answer_is_retried_then_failed_with_words_never_recorded_done(
 
 def test_an_error_event_mid_stream_is_waited_out_as_an_overload_like_a_529(tmp_path: Path) -> None:
     fake = FakeMessagesAPI(fault_rates={"sse_error": 1.0})
-    run = run_against(fake, tmp_path, make_spec({"d": 1}), retry=FAST)
+    run = run_against(fake, tmp_path, make_spec({"d": 1}), provider=streamed, retry=FAST)
     assert run.state.rate_limited == 1  # the wait after the first was a rate-limit wait, as after a 529
     assert run.state.agents["d-1"].attempts == 2  # one try, then one more for the overload (rate_limit_retries=1)
 
 
-def test_with_broken_answers_among_good_ones_every_output_is_the_whole_answer(tmp_path: Path) -> None:
-    kinds = [kind for kind, _ in BROKEN_ANSWERS]
+@pytest.mark.parametrize("provider", [streamed, plain])
+def test_with_broken_answers_among_good_ones_every_output_is_the_whole_answer(
+        tmp_path: Path, provider: Callable[[str], AnthropicProvider]) -> None:
+    kinds = {kind for kind, way, _ in BROKEN_ANSWERS if way is provider}
     clean = run_against(FakeMessagesAPI(), tmp_path / "clean", make_spec({"a": 6, "b": 6}))
-    fake = FakeMessagesAPI(fault_rates=dict.fromkeys(kinds, 0.06), seed=3)
-    faulty = run_against(fake, tmp_path / "faulty", make_spec({"a": 6, "b": 6}),
+    fake = FakeMessagesAPI(fault_rates=dict.fromkeys(kinds, 0.06 * 6 / len(kinds)), seed=3)
+    faulty = run_against(fake, tmp_path / "faulty", make_spec({"a": 6, "b": 6}), provider=provider,
                          retry=RetryPolicy(attempts=10, base=0.001, cap=0.01, rate_limit_retries=10, max_wait=0.01))
     assert faulty.status == "done" and sum(fake.faults.values()) >= 3
     for agent in clean.state.agents.values():
