@@ -58,9 +58,6 @@ from orchestra_magic.runfolder.folder import write_atomic
 from orchestra_magic.spec.model import DEFAULT_MODEL
 
 DOMAINS = 5
-# Spec keys that keep orchestra's calls those of the naive script: one coordinator per domain, no
-# sub-coordinators (`fan_in`, where the spec has it, set above any domain's worker count).
-SAME_CALLS: dict[str, Any] = {}
 MAX_TOKENS = 4096
 INSTALL_LANGGRAPH = 'pip install "langgraph>=1.2,<1.3"'
 WORKER_SYSTEM = (
@@ -422,6 +419,15 @@ def main() -> int:
     return 0
 
 
+def same_calls(workers: int) -> dict[str, Any]:
+    """Spec keys that keep orchestra's calls those of the naive script: one coordinator per domain and no
+    sub-coordinators (`fan_in`, where the spec has it, set above any domain's worker count). A run that
+    made other calls fails the benchmark's check of its output files."""
+    from orchestra_magic.spec.model import Spec
+
+    return {"fan_in": workers} if "fan_in" in Spec.model_fields else {}
+
+
 def whole_process(args: argparse.Namespace) -> int:
     """The naive script and `orchestra run` as whole processes (see `peers_process`)."""
     import peers_process
@@ -435,7 +441,7 @@ def whole_process(args: argparse.Namespace) -> int:
     scratch = Scratch(args.root)
     try:
         setup = scratch.job("", args.workers, args.concurrency)
-        spec = {**orchestra_spec(setup), **SAME_CALLS}
+        spec = {**orchestra_spec(setup), **same_calls(args.workers)}
         contenders = peers_process.write_contenders(setup.scratch, args.workers, args.concurrency, prompts, spec)
         with fake_api(args.latency_ms) as base_url:
             figures = peers_process.measure(contenders, lambda: scratch.job("", 0, 0).scratch, base_url, args.repeat)
