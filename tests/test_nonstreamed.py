@@ -133,3 +133,30 @@ def test_a_plain_answer_carries_its_rate_limit_headers_and_usage() -> None:
     assert completion.rate_limit is not None and completion.rate_limit.requests_per_minute == 50
     assert completion.input_tokens > 0 and completion.output_tokens > 0 and completion.stop_reason == "end_turn"
     assert completion.text.startswith("[simulated]")
+
+
+def lookup_price(vendor: str, tier: int = 1) -> str:
+    """Look up a vendor's list price.
+
+    Args:
+        vendor: The vendor's name.
+        tier: The pricing tier, 1 to 3.
+    """
+    return f"{vendor} costs $42 at tier {tier}"
+
+
+def test_a_tool_loop_gives_the_same_answer_plain_or_streamed_and_retries_a_cut_turn(tmp_path: Path) -> None:
+    spec = make_spec({"a": 2}, roles={"worker": {"tools": ["lookup_price"], "thinking": 2048}}, attempts=8)
+    outputs, bodies = [], []
+    for name, timeout, cut in (("plain", 600.0, 0.0), ("streamed", STREAMED, 0.0), ("cut", 600.0, 0.3)):
+        fake = FakeMessagesAPI(cut_rate=cut, seed=2)
+        run = run_against(fake, tmp_path / name, spec, tools=[lookup_price],
+                          provider=lambda url, t=timeout: AnthropicProvider(base_url=url, timeout=t),
+                          retry=RetryPolicy(attempts=8, base=0.01, cap=0.05))
+        assert run.status == "done" and (run.agents.tool_calls[run.agents.role == "worker"] == 1).all()
+        outputs.append(_outputs(run.path))
+        bodies.append({bool(body.get("stream")) for body in fake.requests})
+        if cut:
+            assert fake.faults["cut"] > 0
+    assert bodies == [{False}, {True}, {False}]
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0]) == 3

@@ -306,12 +306,12 @@ def test_a_task_that_names_a_tool_gets_that_one_called(tmp_path: Path) -> None:
 # ---- thinking ----------------------------------------------------------------------------------------
 
 
-def test_thinking_blocks_are_streamed_and_sent_back_verbatim_in_the_loop(tmp_path: Path) -> None:
+def test_thinking_blocks_are_sent_back_verbatim_in_the_loop(tmp_path: Path) -> None:
     fake = FakeMessagesAPI()
     result = run_against(fake, tmp_path, worker_spec(["lookup_price"], thinking=2048), tools=[lookup_price])
     assert result.status == "done"
     first, second = worker_requests(fake)
-    assert first["thinking"] == {"type": "enabled", "budget_tokens": 2048} and first["stream"] is True
+    assert first["thinking"] == {"type": "enabled", "budget_tokens": 2048} and "stream" not in first
     thinking, call = second["messages"][1]["content"]
     answered = fake.answers[0]["content"][0]
     assert thinking == {"type": "thinking", "thinking": answered["thinking"], "signature": answered["signature"]}

@@ -176,11 +176,17 @@ class AnthropicProvider(Provider):
         return self._batcher
 
     async def _turn(self, params: dict[str, Any]) -> tuple[Message, RateLimit | None]:
-        """One streamed Messages call of a tool loop, its failures mapped to our errors."""
+        """One Messages call of a tool loop (plain, or streamed where it must be, as for `complete`), its
+        failures mapped to our errors. The loop sends the message's blocks back, so here the SDK builds
+        them, once the body has been found to be a whole message."""
         assert self._client is not None
         with _mapped_errors(self.base_url):
-            async with self._client.messages.stream(**params) as stream:
-                return await _final_message(stream), self._rate_limit(stream.response.headers)
+            if must_stream(params["model"], params["max_tokens"], self.timeout):
+                async with self._client.messages.stream(**params) as stream:
+                    return await _final_message(stream), self._rate_limit(stream.response.headers)
+            response = await self._client.messages.with_raw_response.create(**params)
+            answer_of(await response.read())  # a cut or garbled body is a transient fault, as for a stream
+            return await response.parse(), self._rate_limit(response.headers)
 
     def for_workers(self) -> AnthropicProvider:
         """The same endpoint and settings, but no key: each worker reads `ANTHROPIC_API_KEY` from its own

@@ -1,6 +1,6 @@
 """The anthropic provider's tool-use loop: our own, bounded, on the plain Messages API.
 
-Why not the SDK's `tool_runner`: it lives under `client.beta`, and we want one streaming call per turn
+Why not the SDK's `tool_runner`: it lives under `client.beta`, and we want one Messages call per turn
 with our own error mapping, a hard bound on turns, and usage summed over every turn. Each turn:
 - `tool_use`: run the Python tools the model asked for (concurrently; a raising tool becomes a
   `tool_result` with `is_error: true`, so the model can recover), append the assistant content verbatim
