@@ -36,6 +36,8 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ("claude-sonnet-4-5", 4096, STREAMED, True),  # could outlast the client's read timeout
     ("claude-opus-4-0", 8192, 600.0, False),      # a model with its own ceiling...
     ("claude-opus-4-0", 8193, 600.0, True),       # ...above it, streamed
+    ("us.anthropic.claude-opus-4-20250514-v1:0", 8193, 600.0, True),  # on Bedrock, with its region prefix
+    ("anthropic.claude-opus-4-20250514-v1:0", 8192, 600.0, False),
 ])
 def test_only_answers_that_may_be_long_are_streamed(model: str, max_tokens: int, timeout: float,
                                                      streams: bool) -> None:

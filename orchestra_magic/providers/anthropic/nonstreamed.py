@@ -38,7 +38,8 @@ def must_stream(model: str, max_tokens: int, timeout: float) -> bool:
     client's read `timeout`: a plain answer sends nothing until it is whole, so a long one would time
     out where a stream, whose bytes keep arriving, does not."""
     seconds = max_tokens * _SECONDS_PER_TOKEN
-    limit = _MODEL_LIMITS.get(model)
+    # Bedrock's ids carry a cross-region prefix (`global.`, `us.`) the SDK's table does not
+    limit = _MODEL_LIMITS.get(model) or _MODEL_LIMITS.get(model.partition(".")[2])
     return seconds > min(_MAX_PLAIN_SECONDS, timeout) or (limit is not None and max_tokens > limit)
 
 
