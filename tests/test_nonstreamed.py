@@ -155,7 +155,9 @@ def test_a_tool_loop_gives_the_same_answer_plain_or_streamed_and_retries_a_cut_t
         run = run_against(fake, tmp_path / name, spec, tools=[lookup_price],
                           provider=lambda url, t=timeout: AnthropicProvider(base_url=url, timeout=t),
                           retry=RetryPolicy(attempts=8, base=0.01, cap=0.05))
-        assert run.status == "done" and (run.agents.tool_calls[run.agents.role == "worker"] == 1).all()
+        tool_calls = run.agents.tool_calls[run.agents.role == "worker"]
+        # a turn cut after the tool ran asks the whole agent again, so its tool runs again (and is counted)
+        assert run.status == "done" and ((tool_calls >= 1) if cut else (tool_calls == 1)).all()
         outputs.append(_outputs(run.path))
         bodies.append({bool(body.get("stream")) for body in fake.requests})
         if cut:
