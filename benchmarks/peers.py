@@ -419,20 +419,12 @@ def main() -> int:
     return 0
 
 
-def same_calls(workers: int) -> dict[str, Any]:
-    """Spec keys that keep orchestra's calls those of the naive script: one coordinator per domain and no
-    sub-coordinators (`fan_in`, where the spec has it, set above any domain's worker count). A run that
-    made other calls fails the benchmark's check of its output files."""
-    from orchestra_magic.spec.model import Spec
-
-    return {"fan_in": workers} if "fan_in" in Spec.model_fields else {}
-
-
 def whole_process(args: argparse.Namespace) -> int:
     """The naive script and `orchestra run` as whole processes (see `peers_process`)."""
     import peers_process
 
     prompts = {"domains": DOMAINS, "model": DEFAULT_MODEL, "max_tokens": MAX_TOKENS,
+               "worker_max_tokens": orchestra_spec(Job("", 0, 0, Path()))["roles"]["worker"]["max_tokens"],
                "worker_system": WORKER_SYSTEM, "coordinator_system": COORDINATOR_SYSTEM}
     calls = args.workers + DOMAINS
     print(f"Whole processes: {args.workers} workers + {DOMAINS} coordinators = {calls} calls, {args.latency_ms:g} ms "
@@ -441,7 +433,7 @@ def whole_process(args: argparse.Namespace) -> int:
     scratch = Scratch(args.root)
     try:
         setup = scratch.job("", args.workers, args.concurrency)
-        spec = {**orchestra_spec(setup), **same_calls(args.workers)}
+        spec = orchestra_spec(setup)  # its fan_in keeps one coordinator per domain: the same 1,005 calls
         contenders = peers_process.write_contenders(setup.scratch, args.workers, args.concurrency, prompts, spec)
         with fake_api(args.latency_ms) as base_url:
             figures = peers_process.measure(contenders, lambda: scratch.job("", 0, 0).scratch, base_url, args.repeat)

@@ -3,8 +3,9 @@
 The script is the one a user weighing orchestra_magic would write instead: `AsyncAnthropic`, one
 `asyncio.Semaphore`, `gather` over `messages.create`, workers first, then each domain's coordinator with
 its workers' texts; key and address from the environment, the SDK's defaults otherwise. orchestra_magic
-runs the same fan-out from a spec (same prompts, same `max_tokens`, same cap, `fan_in` set so no
-sub-coordinators are added): both make the same 1,005 calls to the same `orchestra fake-api` child.
+runs the same fan-out from `peers.orchestra_spec` (the same `max_tokens` for workers and coordinators,
+the same cap, `fan_in` set so no sub-coordinators are added): both make the same 1,005 calls to the
+same `orchestra fake-api` child.
 
 Each run is a child process; its wall time is measured from `Popen` to its exit, its CPU (user + system)
 and peak RSS come from `os.wait4`'s rusage: the client's own figures, not the fake API's. The contenders
@@ -32,7 +33,7 @@ import sys
 import anthropic
 
 WORKERS, CAP, DOMAINS = int(sys.argv[1]), int(sys.argv[2]), {domains}
-MODEL, MAX_TOKENS = {model!r}, {max_tokens}
+MODEL, MAX_TOKENS, WORKER_MAX_TOKENS = {model!r}, {max_tokens}, {worker_max_tokens}
 WORKER_SYSTEM = {worker_system!r}
 COORDINATOR_SYSTEM = {coordinator_system!r}
 
@@ -41,14 +42,15 @@ async def main() -> None:
     client = anthropic.AsyncAnthropic()  # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL from the environment
     slots = asyncio.Semaphore(CAP)
 
-    async def ask(system: str, prompt: str) -> str:
+    async def ask(system: str, prompt: str, max_tokens: int = MAX_TOKENS) -> str:
         async with slots:
-            message = await client.messages.create(model=MODEL, max_tokens=MAX_TOKENS, system=system,
+            message = await client.messages.create(model=MODEL, max_tokens=max_tokens, system=system,
                                                    messages=[{{"role": "user", "content": prompt}}])
         return "".join(block.text for block in message.content if block.type == "text")
 
     tasks = [(i % DOMAINS, f"Task {{i}}: find what the sources say about question {{i}}.") for i in range(WORKERS)]
-    texts = await asyncio.gather(*(ask(WORKER_SYSTEM, f"Domain: d{{d}}\\n\\nYour task:\\n{{t}}") for d, t in tasks))
+    texts = await asyncio.gather(*(ask(WORKER_SYSTEM, f"Domain: d{{d}}\\n\\nYour task:\\n{{t}}", WORKER_MAX_TOKENS)
+                                   for d, t in tasks))
     by_domain = [[text for (d, _), text in zip(tasks, texts) if d == domain] for domain in range(DOMAINS)]
 
     def synthesis_prompt(domain: int) -> str:
