@@ -55,6 +55,8 @@ class CliProgress:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._live is not None:
             self._live.stop()  # draws the last frame: the run's final status and counts
+            if not self._live.console.is_terminal:  # a log file: end the frame's line, as a terminal does
+                self._live.console.line()
 
     def update(self, event: Event, state: RunState) -> None:
         if self._live is None:
