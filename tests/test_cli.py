@@ -123,7 +123,7 @@ TOOLS = """import time
 
 def pause() -> str:
     \"\"\"Wait a moment (so that the run is still going when it is interrupted).\"\"\"
-    time.sleep(0.1)
+    time.sleep(0.5)
     return "waited"
 """
 

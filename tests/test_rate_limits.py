@@ -200,7 +200,9 @@ class RequestPacing(Throttle):
 
 
 async def _refusals(throttle: type[Throttle], root: Path) -> int:
-    spec = make_spec({"a": 9, "b": 9, "c": 9}, fan_in=9)  # 27 workers + 3 coordinators, 8 in flight
+    # 27 workers + 3 coordinators, 6 in flight: the first wave leaves before any header tells the bucket's
+    # size (its refusals, 3 of 6 here, are the same for both throttles); what follows is what pacing decides
+    spec = make_spec({"a": 9, "b": 9, "c": 9}, fan_in=9, concurrency=6)
     provider = om.OfflineProvider(itpm_limit=300_000, itpm_burst=1_200)
     patient = RetryPolicy(rate_limit_retries=1_000)  # the count of 429s is the measure, not who gives up first
     async with prepared(spec, provider=provider, root=root, retry=patient) as engine:
