@@ -29,7 +29,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import RunOptions, arun
     from .dryrun import Plan, plan
-    from .engine.scheduler import RetryPolicy
+    from .engine.retry import RetryPolicy
     from .live import RunHandle, retry_failed, run, start
     from .providers import AgentRequest, Completion, Provider, PythonProvider
     from .providers.anthropic.clouds import BedrockProvider, CompatibleProvider, FoundryProvider, VertexProvider
@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "run": "live", "arun": "api", "plan": "dryrun", "Plan": "dryrun", "RunOptions": "api",
     "start": "live", "RunHandle": "live", "retry_failed": "live",
-    "list_runs": "results", "RetryPolicy": "engine.scheduler",
+    "list_runs": "results", "RetryPolicy": "engine.retry",
     "Run": "results", "load_run": "results", "Spec": "spec.model", "load_spec": "spec.model",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
     "AnthropicProvider": "providers.anthropic.provider", "OfflineProvider": "providers.anthropic.provider",

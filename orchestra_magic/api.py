@@ -18,7 +18,8 @@ from typing import Any, TypedDict, Unpack
 
 from .engine.executors import Executor, LocalExecutor
 from .engine.planning import AgentPlan, check_shares_agents
-from .engine.scheduler import Engine, Listener, RetryPolicy
+from .engine.retry import RetryPolicy
+from .engine.scheduler import Engine, Listener
 from .engine.tree import plan_agents, wide_run_warning
 from .errors import ConfigError, OrchestraWarning
 from .providers import Provider, make_provider

@@ -9,7 +9,7 @@ import pytest
 from helpers import make_spec, run_against
 
 import orchestra_magic as om
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.errors import ConfigError
 from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 

@@ -14,7 +14,7 @@ from helpers import make_spec
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
 from orchestra_magic.providers.anthropic.batches import BatchPolicy

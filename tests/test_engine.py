@@ -21,7 +21,8 @@ from conftest import On
 from helpers import Log, make_spec
 
 import orchestra_magic as om
-from orchestra_magic.engine.scheduler import Engine, RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
+from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.errors import AgentError, TransientAgentError
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
 from orchestra_magic.runfolder.folder import RunFolder

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from helpers import make_spec, run_against
 
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.errors import TransientAgentError
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.nonstreamed import answer_of, must_stream

@@ -11,7 +11,7 @@ from helpers import make_spec
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.engine.throttle import Bucket, RateLimit, Throttle
 from orchestra_magic.fake.limits import Bucket as FakeBucket
 from orchestra_magic.fake.limits import Limits, RequestBucket

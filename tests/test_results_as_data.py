@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 import orchestra_magic as om
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.errors import ConfigError, SpecError
 from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 from orchestra_magic.providers import AgentRequest, PythonProvider

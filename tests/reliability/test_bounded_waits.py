@@ -14,7 +14,8 @@ import pytest
 from helpers import make_spec
 
 from orchestra_magic.engine.executors import LocalExecutor
-from orchestra_magic.engine.scheduler import Engine, RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
+from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.runfolder.folder import RunFolder

@@ -9,7 +9,7 @@ import pytest
 from helpers import make_spec
 
 import orchestra_magic as om
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 

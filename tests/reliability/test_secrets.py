@@ -19,7 +19,8 @@ from rich.console import Console
 import orchestra_magic as om
 from orchestra_magic import cli
 from orchestra_magic.cli import print_run
-from orchestra_magic.engine.scheduler import Engine, RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
+from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.errors import ConfigError, TransientAgentError
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider

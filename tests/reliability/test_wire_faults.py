@@ -17,7 +17,7 @@ from rich.console import Console
 from orchestra_magic.cli import print_run
 from orchestra_magic.display.text import status_line
 from orchestra_magic.display.widget import RunView
-from orchestra_magic.engine.scheduler import RetryPolicy
+from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.results import load_run
