@@ -318,7 +318,7 @@ def _one_run(fake: CountingFake, launch: Launcher, work: Path, spec: str, env: d
         folder = run_folder(work / "orchestration")
         argv = ["run", "spec.yaml", "--provider", "anthropic", *(["--resume", folder.name] if folder else [])]
         since, manifest = fake.count, _identity(folder / "run.json") if folder else None
-        left = report.agents - len(done_before)
+        left = max(1, report.agents - len(done_before))  # every agent may be done while the run still closes
         kind = rng.choice(kinds) if report.kills < kills else "none"
         die_at = rng.choice((1, 1, rng.randint(1, 2 * left))) if kind == "event" else None
         session = launch(argv, env, work, die_at)
@@ -329,7 +329,7 @@ def _one_run(fake: CountingFake, launch: Launcher, work: Path, spec: str, env: d
         elif kind == "rewrite" and manifest:  # as the resume has rewritten run.json, before it gets further
             code = kill_at_rewrite(session, folder / "run.json", manifest)  # type: ignore[operator]
         else:
-            code = kill_point(session, fake, since, rng.randint(0, max(0, left - 1)), rng.uniform(0, latency))
+            code = kill_point(session, fake, since, rng.randint(0, left - 1), rng.uniform(0, latency))
         if code is None:
             session.kill()
             report.kills += 1
