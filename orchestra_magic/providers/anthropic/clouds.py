@@ -20,7 +20,7 @@ import anthropic
 from ...cloud_models import BEDROCK_PROFILES, cloud_model_id
 from ...errors import ConfigError
 from .features import PROFILES, compatible_profile
-from .provider import AnthropicProvider, _check_key, _check_reachable
+from .provider import AnthropicProvider, _check_key, _check_reachable, http_client
 
 if TYPE_CHECKING:
     from .provider import Client
@@ -62,7 +62,8 @@ class BedrockProvider(AnthropicProvider):
             raise ConfigError("no AWS credentials for Bedrock: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                               "AWS_PROFILE, or AWS_BEARER_TOKEN_BEDROCK (or run where a role provides them)")
         client = anthropic.AsyncAnthropicBedrock(aws_region=region, aws_profile=self.aws_profile,
-                                                 base_url=self.base_url, max_retries=0, timeout=self.timeout)
+                                                 base_url=self.base_url, max_retries=0, timeout=self.timeout,
+                                                 http_client=http_client(self.timeout))
         return await _reachable(self, client, "ANTHROPIC_BEDROCK_BASE_URL")
 
     def _model_id(self, model: str) -> str:
@@ -104,7 +105,8 @@ class VertexProvider(AnthropicProvider):
         self.regional = region != "global"
         extra: dict[str, Any] = {"project_id": project} if project else {}
         client = anthropic.AsyncAnthropicVertex(region=region, access_token=token, base_url=self.base_url,
-                                                max_retries=0, timeout=self.timeout, **extra)
+                                                max_retries=0, timeout=self.timeout,
+                                                http_client=http_client(self.timeout), **extra)
         return await _reachable(self, client, "ANTHROPIC_VERTEX_BASE_URL")
 
     def _model_id(self, model: str) -> str:
@@ -145,7 +147,8 @@ class FoundryProvider(AnthropicProvider):
                               "or ANTHROPIC_FOUNDRY_BASE_URL")
         where: dict[str, Any] = {"resource": resource} if resource else {"base_url": base_url}
         client = anthropic.AsyncAnthropicFoundry(api_key=key, azure_ad_token_provider=self._token_provider,
-                                                 max_retries=0, timeout=self.timeout, **where)
+                                                 max_retries=0, timeout=self.timeout,
+                                                 http_client=http_client(self.timeout), **where)
         return await _reachable(self, client, "ANTHROPIC_FOUNDRY_BASE_URL")
 
     def for_workers(self) -> FoundryProvider:
