@@ -30,20 +30,31 @@ def test_a_full_disk_mid_run_leaves_nothing_torn_and_resumes_later(tmp_path: Pat
     written = 0
 
     class FullDisk:
-        """Writes succeed until a budget of worker files is used up, then every write fails."""
+        """Worker files are created, then their bytes fail to land once a budget of them is used up (as a
+        full disk does: the write fails, not the open), so a half-made temporary file is left to clean up."""
 
         def __init__(self, files: int) -> None:
-            self.files = files
+            self.files, self.worker_fds = files, set[int]()
+            self.real_temporary, self.real_write_all = runfolder._temporary, runfolder._write_all
 
-        def open(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        def temporary(self, folder: str, name: str) -> tuple[int, str]:
+            fd, tmp = self.real_temporary(folder, name)
+            if folder.endswith("/workers"):
+                self.worker_fds.add(fd)
+            return fd, tmp
+
+        def write_all(self, fd: int, data: bytes) -> None:
             nonlocal written
-            if "w" in mode and str(file).endswith(".tmp") and "/workers/" in str(file):
+            if fd in self.worker_fds:
+                self.worker_fds.discard(fd)
                 written += 1
                 if written > self.files:
-                    raise OSError(errno.ENOSPC, "No space left on device", str(file))
-            return open(file, mode, *args, **kwargs)
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            self.real_write_all(fd, data)
 
-    monkeypatch.setattr(runfolder, "open", FullDisk(files=5).open, raising=False)
+    disk = FullDisk(files=5)
+    monkeypatch.setattr(runfolder, "_temporary", disk.temporary)
+    monkeypatch.setattr(runfolder, "_write_all", disk.write_all)
     calls: list[str] = []
 
     def worker(request: om.AgentRequest) -> str:
@@ -62,7 +73,7 @@ def test_a_full_disk_mid_run_leaves_nothing_torn_and_resumes_later(tmp_path: Pat
     for path in first.path.glob("workers/*.md"):
         assert path.read_text().endswith("Done.\n")
 
-    monkeypatch.setattr(runfolder, "open", open, raising=False)  # space again
+    monkeypatch.undo()  # space again
     calls.clear()
     again = om.run(make_spec({"a": 6, "b": 6}), provider=provider, root=tmp_path, resume=first.run_id)
     assert again.status == "done"
