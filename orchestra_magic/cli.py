@@ -317,7 +317,7 @@ def _fake_api(args: argparse.Namespace) -> int:
 def _console(stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, width=None if sys.stdout.isatty() else 120)
+    return Console(stderr=stderr, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 120)
 
 
 def _truncated_workers(result: Run) -> dict[str, list[str]]:
@@ -340,7 +340,7 @@ def print_run(result: Run, console: Console) -> None:
     for column in ("domain", "status", "workers", "tokens in/out", "summary"):
         table.add_column(column, overflow="fold", ratio=4 if column == "summary" else None)
     cut = _truncated_workers(result)
-    for row in result.summaries.to_dict("records"):
+    for row in result.summary_rows():
         missing: list[str] = row["missing"]
         workers = f"{row['workers'] - len(missing)}/{row['workers']}"
         workers += f" ({row['failed']} failed)" if row["failed"] else ""
