@@ -1,7 +1,5 @@
 """`python -m orchestra_magic` is the `orchestra` command."""
 
-import sys
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()

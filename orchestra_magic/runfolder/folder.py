@@ -49,8 +49,8 @@ def write_atomic(path: Path, text: str | Iterable[str], *, durable: bool = False
     fd, tmp = _temporary(folder, name)
     try:
         try:
-            for piece in (text,) if isinstance(text, str) else text:
-                _write_all(fd, piece.encode("utf-8"))
+            for block in (text,) if isinstance(text, str) else _blocks(text):
+                _write_all(fd, block.encode("utf-8"))
             if durable:
                 os.fsync(fd)
         finally:
@@ -72,6 +72,20 @@ def _temporary(folder: str, name: str) -> tuple[int, str]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
         except FileExistsError:
             continue
+
+
+def _blocks(pieces: Iterable[str], size: int = 1 << 16) -> Iterator[str]:
+    """Small pieces (run.json's, one agent each) joined into blocks of about `size` characters: one
+    system call per block, not per piece, while never holding the whole text at once."""
+    block: list[str] = []
+    length = 0
+    for piece in pieces:
+        block.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(block)
+            block, length = [], 0
+    yield "".join(block)
 
 
 def _write_all(fd: int, data: bytes) -> None:
