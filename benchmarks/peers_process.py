@@ -2,7 +2,9 @@
 
 The script is the one a user weighing orchestra_magic would write instead: `AsyncAnthropic`, one
 `asyncio.Semaphore`, `gather` over `messages.create`, workers first, then each domain's coordinator with
-its workers' texts; key and address from the environment, the SDK's defaults otherwise. orchestra_magic
+its workers' texts; key and address from the environment, the SDK's defaults otherwise. It runs twice:
+as written, and with the SDK's aiohttp transport (`http_client=anthropic.DefaultAioHttpClient()`, which
+orchestra_magic uses), so the table shows how much of the difference is the transport alone. orchestra_magic
 runs the same fan-out from `peers.orchestra_spec` (the same `max_tokens` for workers and coordinators,
 the same cap, `fan_in` set so no sub-coordinators are added): both make the same 1,005 calls to the
 same `orchestra fake-api` child.
@@ -39,7 +41,9 @@ COORDINATOR_SYSTEM = {coordinator_system!r}
 
 
 async def main() -> None:
-    client = anthropic.AsyncAnthropic()  # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL from the environment
+    # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL from the environment; "aiohttp": the SDK's other transport
+    transport = {{"http_client": anthropic.DefaultAioHttpClient()}} if sys.argv[3:] == ["aiohttp"] else {{}}
+    client = anthropic.AsyncAnthropic(**transport)
     slots = asyncio.Semaphore(CAP)
 
     async def ask(system: str, prompt: str, max_tokens: int = MAX_TOKENS) -> str:
@@ -61,6 +65,7 @@ async def main() -> None:
 
     syntheses = await asyncio.gather(*(ask(COORDINATOR_SYSTEM, synthesis_prompt(d)) for d in range(DOMAINS)))
     print(len(texts), sum("<summary>" in s for s in syntheses))
+    await client.close()
 
 
 asyncio.run(main())
@@ -110,6 +115,8 @@ def write_contenders(folder: Path, workers: int, concurrency: int, prompts: dict
     return {
         "naive create script": lambda run: Child([sys.executable, str(script), str(workers), str(concurrency)],
                                                  check_script),
+        "naive script, aiohttp": lambda run: Child([sys.executable, str(script), str(workers), str(concurrency),
+                                                    "aiohttp"], check_script),
         "orchestra run": lambda run: Child([sys.executable, "-m", "orchestra_magic", "run", str(spec_file),
                                             "--provider", "anthropic", "--root", str(run)], check_orchestra),
     }
