@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestra_magic.runfolder.folder import manifest_chunks, write_atomic
-from orchestra_magic.state.events import AgentState, RunState
+from orchestra_magic.state.run import AgentState, RunState
+from orchestra_magic.state.usage import Usage
 
 OUTPUT = ("A finding, about two kilobytes long, as a worker writes it. " * 34 + "\nDone. Found it.\n")
 
@@ -62,7 +63,7 @@ def outputs(folder: Path, agents: int) -> tuple[float, float, float]:
 def snapshot(folder: Path, agents: int) -> tuple[float, float]:
     """Seconds per run.json of `agents` agents: plain, durable."""
     rows = {f"w{i}": AgentState(f"w{i}", "worker", "d0", f"workers/w{i}.md", status="done", attempts=1,
-                                input_tokens=120, output_tokens=150, input_hash="0" * 32, output_hash="1" * 32)
+                                usage=Usage(120, 150), input_hash="0" * 32, output_hash="1" * 32)
             for i in range(agents)}
     state = RunState("run-1", "bench", "anthropic", 1.0, rows)
     plain = per_call(5, lambda i: write_atomic(folder / "run.json", manifest_chunks(state)))

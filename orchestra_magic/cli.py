@@ -391,7 +391,7 @@ def print_run(result: Run, console: Console) -> None:
     counts += f" ({state.truncated} truncated: output cut off)" if state.truncated else ""
     reason = f" ({state.reason})" if state.reason else ""
     cost = f" Cost: {state.cost()}." if state.cost() else ""
-    cached = sum(a.cache_read_tokens + a.cache_write_tokens for a in state.agents.values())
+    cached = state.usage.cache_read_tokens + state.usage.cache_write_tokens
     through_cache = f" (+{cached:,} through the prompt cache)" if cached else ""
     console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in{through_cache}, "
                        f"{state.output_tokens:,} out; {state.economy()}.{cost} Full texts: {result.path}"))

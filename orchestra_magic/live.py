@@ -22,7 +22,8 @@ from .engine.scheduler import Engine
 from .errors import RunFolderError
 from .results import Markdown, Run
 from .runfolder.folder import RunFolder
-from .state.events import RunState
+from .state.published import Published
+from .state.run import RunState
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,6 +37,7 @@ class Background:
         self.spec, self.options = spec, options
         self.future: concurrent.futures.Future[Run] = concurrent.futures.Future()
         self.engine: Engine | None = None
+        self.published: Published | None = None  # the engine's state, for reading from other threads
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -46,8 +48,8 @@ class Background:
         self._ready.wait()
         if self._startup_error is not None:
             raise self._startup_error
-        assert self.engine is not None
-        return RunHandle(self.engine.folder.path, self.engine.state, self)
+        assert self.engine is not None and self.published is not None
+        return RunHandle(self.engine.folder.path, self.published, self)
 
     def stop(self) -> None:
         """Thread-safe: the engine stops on its own loop (no new agents, in-flight ones cancelled)."""
@@ -69,6 +71,7 @@ class Background:
     async def _run(self) -> None:
         async with prepared(self.spec, **self.options) as engine:
             self.engine, self.loop = engine, asyncio.get_running_loop()
+            self.published = Published(engine.state)
             self._ready.set()
             state = await engine.run()
         self.future.set_result(Run(engine.folder.path, state))
@@ -79,9 +82,15 @@ class RunHandle:
     run as it is now, so a notebook variable holding the handle never goes stale. `await handle` or
     `handle.wait()` gives the finished `Run`."""
 
-    def __init__(self, path: Path | str, state: RunState, background: Background) -> None:
-        self.path, self.state, self._background = path, state, background
+    def __init__(self, path: Path | str, published: Published, background: Background) -> None:
+        self.path, self._published, self._background = path, published, background
         self.after_wait: list[Callable[[], None]] = []  # called by whoever waited, once the run is over
+
+    @property
+    def state(self) -> RunState:
+        """The run's state as of its latest event, in a copy that stays as it is (see `published`): read
+        it once and work from it, rather than reading `state` again for each figure."""
+        return self._published.read()
 
     @property
     def run_id(self) -> str:
@@ -97,7 +106,7 @@ class RunHandle:
 
     @property
     def result(self) -> Run:
-        """The run's results as they stand now (all of them once `done`)."""
+        """The run's results as they stand now (all of them once `done`), from one copy of its state."""
         return Run(self.path, self.state)
 
     @property

@@ -23,7 +23,7 @@ from .display.text import duration, finished_work
 from .errors import RunFolderError, UsageError
 from .runfolder.folder import RunFolder, run_folders
 from .runfolder.layout import RUN_DOMAIN, SPEC, answer_path
-from .state.events import AgentState, RunState
+from .state.run import AgentState, RunState
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,8 +87,8 @@ class Run:
                 "missing": missing,
                 "summary_cut": coordinator.summary_cut,
                 "synthesis_path": self._folder.where(coordinator.path),
-                "input_tokens": sum(a.input_tokens for a in members),
-                "output_tokens": sum(a.output_tokens for a in members),
+                "input_tokens": sum(a.usage.input_tokens for a in members),
+                "output_tokens": sum(a.usage.output_tokens for a in members),
                 "cost_usd": _total_cost(members),
             })
             rows[-1].update(self._answer(coordinator, skip=("summary",)))
@@ -152,12 +152,9 @@ class Run:
 
         rows = [
             {"agent": a.agent, "role": a.role, "domain": a.domain, "status": a.status, "attempts": a.attempts,
-             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
-             "cache_write_tokens": a.cache_write_tokens, "cache_read_tokens": a.cache_read_tokens,
-             "cost_usd": a.cost_usd, "seconds": a.seconds,
+             **a.usage.as_dict(), "cost_usd": a.cost_usd, "seconds": a.seconds,
              "path": self._folder.where(a.path), "error": a.error, "note": a.note, "batch": a.batch,
-             "tool_calls": a.tool_calls, "server_tool_calls": a.server_tool_calls, "level": a.level,
-             "parent": a.parent, "truncated": a.truncated}
+             "level": a.level, "parent": a.parent, "truncated": a.truncated}
             for a in self.state.agents.values()
         ]
         return pd.DataFrame(rows, columns=AGENT_COLUMNS).astype({"cost_usd": float})
@@ -224,7 +221,7 @@ class Markdown(str):
 
 def _total_cost(agents: list[AgentState]) -> float | None:
     """A domain's cost; None (NaN in the frame) when an agent that used tokens has no known price."""
-    if any(a.cost_usd is None and a.input_tokens for a in agents):
+    if any(a.cost_usd is None and a.usage.input_tokens for a in agents):
         return None
     return sum(a.cost_usd or 0.0 for a in agents)
 

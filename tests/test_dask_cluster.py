@@ -20,7 +20,8 @@ from helpers import Log, make_spec
 
 import orchestra_magic as om
 from orchestra_magic.providers import AgentRequest, PythonProvider
-from orchestra_magic.state.events import AgentFinished, Event, RunState
+from orchestra_magic.state.events import AgentFinished, Event
+from orchestra_magic.state.run import RunState
 
 distributed = pytest.importorskip("distributed")
 

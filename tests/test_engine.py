@@ -21,13 +21,15 @@ from conftest import On
 from helpers import Log, make_spec
 
 import orchestra_magic as om
+from orchestra_magic.engine.attempts import AgentCalls
 from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.errors import AgentError, TransientAgentError
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
 from orchestra_magic.runfolder.folder import RunFolder
 from orchestra_magic.spec.model import load_spec
-from orchestra_magic.state.events import AgentStarted, Event, RunState
+from orchestra_magic.state.events import AgentStarted, Event
+from orchestra_magic.state.run import RunState
 
 LOCAL = On("local", {})  # for tests about the run folder, not about where agents run
 
@@ -487,7 +489,7 @@ def test_a_bug_in_the_run_stops_it_cleanly_and_propagates(tmp_path: Path, monkey
     def broken(self: Any, *args: Any) -> None:
         raise RuntimeError("bug in the engine")
 
-    monkeypatch.setattr(Engine, "_succeed", broken)
+    monkeypatch.setattr(AgentCalls, "_succeed", broken)
     with pytest.raises(RuntimeError, match="bug in the engine"):
         run(make_spec({"a": 3}), tmp_path, on)
     (folder,) = (tmp_path / "runs").iterdir()

@@ -7,12 +7,13 @@ import tracemalloc
 from pathlib import Path
 
 from orchestra_magic.runfolder.folder import RunFolder, manifest_chunks
-from orchestra_magic.state.events import AgentState, RunState
+from orchestra_magic.state.run import AgentState, RunState
+from orchestra_magic.state.usage import Usage
 
 
 def finished_state(agents: int) -> RunState:
     rows = {f"w{i}": AgentState(f"w{i}", "worker", f"d{i % 5}", f"workers/w{i}.md", status="done", attempts=1,
-                                input_tokens=120, output_tokens=150, started_at=1.5, finished_at=2.25,
+                                usage=Usage(120, 150), started_at=1.5, finished_at=2.25,
                                 input_hash="0" * 32, note='Done. Found "4" patterns — één caveat.')
             for i in range(agents)}
     return RunState("run-1", "bench", "anthropic", 1.0, rows, status="done", finished_at=9.0)

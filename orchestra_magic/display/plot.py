@@ -15,7 +15,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..state.events import AgentState, RunState
+from ..state.run import AgentState, RunState
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -123,7 +123,7 @@ def _by_domain(cost: Axes, tokens: Axes, state: RunState) -> None:
             used.append((0, 0))
         i = names.index(agent.domain)
         dollars[i] += agent.cost_usd or 0.0
-        used[i] = (used[i][0] + agent.input_tokens, used[i][1] + agent.output_tokens)
+        used[i] = (used[i][0] + agent.usage.input_tokens, used[i][1] + agent.usage.output_tokens)
     y = range(len(names))
     cost.barh(y, dollars, color="#5c6bc0")
     cost.set_yticks(y, names, fontsize=8)

@@ -1,6 +1,8 @@
 """Terminal progress for long runs, on stderr (rich): a line for the run and a few for its domains.
 
-A view only: it renders the engine's `RunState` and never changes it. The work is bounded whatever the
+A view only: it renders the engine's `RunState` and never changes it, and keeps no count of its own
+(every figure is the reducer's). It draws from rich's own thread, so it reads a copy of the state made
+on the engine's thread (`state.published`), never the state an event is changing. The work is bounded whatever the
 run's size: an event costs a dictionary update, and each refresh (4 a second, from rich's own thread)
 draws the run's line and at most `rows` domain lines, the domains with the latest activity, then one
 line for the others ("… and 990 more domains"). Adding a rich task per domain, as this view once did,
@@ -29,7 +31,9 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from ..state.events import Event, RunFinished, RunState
+from ..state.events import Event, RunFinished
+from ..state.published import Published
+from ..state.run import RunState
 from .text import domain_parts, finished_work, outcome_text, roles_text, time_text, usage_text
 
 MAX_DOMAIN_ROWS = 8
@@ -42,7 +46,7 @@ class CliProgress:
         self.console = console
         self.rows = rows
         self.run_id = ""
-        self._state: RunState | None = None
+        self._published: Published | None = None  # the engine's state, copied for rich's refresh thread
         self._sizes: dict[str, int] = {}  # workers per domain: fixed for the run, counted once
         self._levels: dict[str, dict[int, list[str]]] = {}  # tree domains only: level -> its agents
         self._recent: OrderedDict[str, None] = OrderedDict()  # at most `rows` domains, latest activity last
@@ -71,10 +75,12 @@ class CliProgress:
                 self._recent.popitem(last=False)
 
     def frame(self) -> RenderableType:
-        """What the terminal shows now: the run's line, the latest domains' lines, a line for the rest."""
-        state = self._state
-        if state is None:
+        """What the terminal shows now: the run's line, the latest domains' lines, a line for the rest.
+        Drawn on rich's refresh thread, from a copy of the state made on the engine's (the previous
+        refresh's, a quarter of a second old at most: this thread never waits for the engine)."""
+        if self._published is None:
             return ""
+        state = self._published.read(wait=False)
         with self._lock:
             recent = list(reversed(self._recent))
         grid = Table.grid(padding=(0, 1))
@@ -95,7 +101,7 @@ class CliProgress:
         return grid
 
     def _start(self, state: RunState) -> None:
-        self._state, self.run_id = state, state.run_id
+        self._published, self.run_id = Published(state), state.run_id
         levels: dict[str, dict[int, list[str]]] = {}
         for agent in state.agents.values():
             self._sizes[agent.domain] = self._sizes.get(agent.domain, 0) + (agent.role == "worker")

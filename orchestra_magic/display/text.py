@@ -18,7 +18,7 @@ from typing import Protocol
 from ..errors import RunFolderError
 from ..runfolder.folder import RunFolder
 from ..runfolder.options import read_options
-from ..state.events import RunState
+from ..state.run import RunState
 
 ORDER = ("done", "skipped", "failed", "cancelled", "running", "pending")
 TRUNCATED_MARK = "✂"
@@ -136,9 +136,9 @@ class TextView:
         self.run = run
 
     def render(self) -> None:
-        now = time.time()
-        line = status_line(self.run.state, now)
-        if self.run.state.status != "running" or now - self._last >= self.every:
+        now, state = time.time(), self.run.state  # one copy of the state (see `state.published`)
+        line = status_line(state, now)
+        if state.status != "running" or now - self._last >= self.every:
             if line != self._said:
                 print(line, flush=True)
             self._last, self._said = now, line

@@ -2,7 +2,9 @@
 domain with a reduction tree shows its levels, and opens to its sub-coordinators as well as its workers.
 
 A view only: `render()` copies figures from the run's `RunState` into core ipywidgets (no third-party
-widget code, so it works offline in JupyterLab, Notebook 7 and VS Code). Whoever owns the view calls
+widget code, so it works offline in JupyterLab, Notebook 7 and VS Code). It runs on the kernel's thread
+while the engine runs on its own: each render reads one copy of the state (`RunHandle.state`, see
+`state.published`), never the state the engine is changing. Whoever owns the view calls
 `render()` on a timer (about 10 times a second), so the number of widget messages follows elapsed
 time, not the number of agents; a trait set to its current value sends nothing. Worker rows are built
 only when a domain is opened: one HTML table per domain, however many workers it has.
@@ -20,7 +22,7 @@ import ipywidgets as w
 
 from ..errors import UsageError
 from ..results import Run
-from ..state.events import AgentState, RunState
+from ..state.run import AgentState, RunState
 from .plot import png
 from .text import TRUNCATED_MARK as _TRUNCATED_MARK
 from .text import domain_text, finished_work, outcome_text, roles_text, status_line, time_text, usage_text
@@ -37,9 +39,10 @@ MAX_PREVIEW_CHARS = 20_000
 class DomainRow:
     """One domain: a progress bar, its coordinator's status, and its worker table when opened."""
 
-    def __init__(self, name: str, agents: list[AgentState], read: Callable[[str], str], state: RunState) -> None:
-        self.name, self.agents, self._read, self.state = name, agents, read, state
-        self.bar = w.IntProgress(value=0, min=0, max=len(agents), layout=w.Layout(width="220px"))
+    def __init__(self, name: str, keys: list[str], read: Callable[[str], str], state: RunState) -> None:
+        self.name, self.keys, self._read = name, keys, read
+        self.state, self.agents = state, [state.agents[key] for key in keys]  # as last rendered
+        self.bar = w.IntProgress(value=0, min=0, max=len(keys), layout=w.Layout(width="220px"))
         self.label = w.HTML()
         self.toggle = w.ToggleButton(value=False, description="workers", icon="chevron-right",
                                      layout=w.Layout(width="110px"), tooltip=f"Show {name}'s workers")
@@ -76,7 +79,10 @@ class DomainRow:
         style = "white-space:pre-wrap;max-height:24em;overflow:auto"
         self.preview.value = f"<pre style='{style}'>{html.escape(text)}</pre>"
 
-    def render(self) -> None:
+    def render(self, state: RunState | None = None) -> None:
+        """Show `state` (a copy: see `state.published`), or the one last shown."""
+        if state is not None:
+            self.state, self.agents = state, [state.agents[key] for key in self.keys]
         counts = self.state.tally.get((self.name, "worker"), Counter()) + self.state.tally.get(
             (self.name, "coordinator"), Counter())
         done = finished_work(counts)
@@ -109,7 +115,7 @@ class RunView:
 
     def __init__(self, run: Run | RunHandle, *, on_stop: Callable[[], None], on_retry: Callable[[], None]) -> None:
         self.run = run
-        self.bar = w.IntProgress(value=0, min=0, max=run.state.total, layout=w.Layout(width="320px"))
+        self.bar = w.IntProgress(value=0, min=0, layout=w.Layout(width="320px"))
         self.header = w.HTML()
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
         self.retry_button = w.Button(description="Retry failed", icon="repeat", disabled=True)
@@ -128,16 +134,18 @@ class RunView:
 
     def attach(self, run: Run | RunHandle) -> None:
         self.run = run
-        groups: dict[str, list[AgentState]] = {}
-        for agent in run.state.agents.values():
-            groups.setdefault(agent.domain, []).append(agent)
-        self.domains = [DomainRow(name, agents, run.read_text, run.state) for name, agents in groups.items()]
+        state = run.state
+        groups: dict[str, list[str]] = {}
+        for agent in state.agents.values():
+            groups.setdefault(agent.domain, []).append(agent.agent)
+        self.domains = [DomainRow(name, keys, run.read_text, state) for name, keys in groups.items()]
         self.domain_box.children = [d.box for d in self.domains]
-        self.bar.max = run.state.total
-        self.render()
+        self.bar.max = state.total
+        self.render(state)
 
-    def render(self) -> None:
-        state = self.run.state
+    def render(self, state: RunState | None = None) -> None:
+        """Show the run as it is now: one copy of its state for the whole tree."""
+        state = state or self.run.state
         self.bar.value = finished_work(state.counts)
         self.bar.bar_style = _BAR_STYLE.get(state.status, "") if state.status != "running" else (
             "danger" if state.counts["failed"] else "info")
@@ -150,7 +158,7 @@ class RunView:
         self.retry_button.disabled = running or not (state.counts["failed"] or state.counts["cancelled"]
                                                      or state.counts["pending"])
         for domain in self.domains:
-            domain.render()
+            domain.render(state)
 
     def show_plot(self) -> None:
         """Draw `run.plot()` under the header (again, as the run is now, on each click)."""
@@ -214,8 +222,8 @@ def _levels_html(agents: list[AgentState]) -> str:
 def _worker_table(agents: list[AgentState]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(a.agent)}</td><td>{a.level}</td><td>{_badge(a.status)}{_truncated(a)}</td>"
-        f"<td>{a.attempts}</td>"
-        f"<td>{a.input_tokens:,}/{a.output_tokens:,}</td><td>{'' if a.seconds is None else f'{a.seconds:.1f}'}</td>"
+        f"<td>{a.attempts}</td><td>{a.usage.input_tokens:,}/{a.usage.output_tokens:,}</td>"
+        f"<td>{'' if a.seconds is None else f'{a.seconds:.1f}'}</td>"
         f"<td>{html.escape(a.error[:160])}</td></tr>"
         for a in agents
     )

@@ -15,7 +15,8 @@ from ..errors import RunFolderError
 from ..providers.base import AgentRequest, WorkerResult
 from ..spec.model import AgentSettings, Domain, Spec, Worker
 from ..spec.prompts import Prompts, fence
-from ..state.events import AgentState, Role, RunState
+from ..state.events import Role
+from ..state.run import AgentState, RunState
 from .estimate import CHARS_PER_TOKEN
 
 
@@ -39,13 +40,14 @@ class AgentPlan:
 
 
 def initial_state(plans: list[AgentPlan], spec: Spec, run_id: str, provider: str, now: float,
-                  prior: RunState | None) -> RunState:
+                  prior: RunState | None, *, executor: str = "local", dashboard: str = "") -> RunState:
     """Fresh pending agents; on resume each keeps its record (hash, tokens, summary). A finished agent's
     record stays `done` (or `skipped`) until this run proves otherwise: run.json is written at once, and a
     resume killed before it reaches an agent must not make the next one forget that agent's output. Only
     what was never finished (pending, running, failed, cancelled) starts again as pending. Records of
     agents the spec no longer has move to `removed`, and come back if a later spec has them again. Each
-    agent's place in the tree (`level`, `parent`) is this plan's."""
+    agent's place in the tree (`level`, `parent`) is this plan's. A resume carries over the run's first
+    start and the time of its earlier sessions. From here on only events change the state."""
     agents: dict[str, AgentState] = {}
     earlier = {**prior.removed, **prior.agents} if prior else {}
     for plan in plans:
@@ -57,12 +59,13 @@ def initial_state(plans: list[AgentPlan], spec: Spec, run_id: str, provider: str
         else:
             agents[plan.key] = AgentState(plan.key, plan.role, plan.domain.name, plan.path, level=plan.level,
                                           parent=plan.parent)
-    state = RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
-                     removed=earlier, damage=prior.damage if prior else "")
-    if prior is not None:  # a resume: the run's first start and the time of its earlier sessions carry over
-        state.first_started_at, state.resumes = prior.first_start, prior.resumes + 1
-        state.earlier_seconds = prior.earlier_seconds + max(0.0, prior.last_activity() - prior.started_at)
-    return state
+    if prior is None:
+        return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
+                        removed=earlier, executor=executor, dashboard=dashboard)
+    return RunState(run_id=run_id, name=spec.name, provider=provider, started_at=now, agents=agents,
+                    removed=earlier, executor=executor, dashboard=dashboard, damage=prior.damage,
+                    first_started_at=prior.first_start, resumes=prior.resumes + 1,
+                    earlier_seconds=prior.earlier_seconds + max(0.0, prior.last_activity() - prior.started_at))
 
 
 KEPT = ("done", "skipped")  # statuses whose output a resume may keep, once it has checked it

@@ -14,39 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
-from ..errors import AgentError, BatchEntryError, TransientAgentError, spent_on
-from ..pricing import cost_usd, dollars
+from ..errors import spent_on
+from ..pricing import dollars
 from ..providers.base import AgentRequest, Completion, Provider, WorkerResult
 from ..runfolder.folder import RunFolder
 from ..runfolder.layout import SPEC, answer_path
 from ..spec.model import ROLES, Spec
-from ..spec.prompts import Prompts, extract_summary, worker_note
-from ..state.events import (
-    AgentFinished,
-    AgentRetrying,
-    AgentStarted,
-    Event,
-    RunFinished,
-    RunState,
-    RunStatus,
-)
+from ..spec.prompts import Prompts
+from ..state.events import AgentFinished, Event, RunFinished, RunStatus
+from ..state.run import RunState
 from ..tools.catalog import PythonTool
-from .estimate import CHARS_PER_TOKEN
+from .attempts import AgentCalls, Ledger, file_error
 from .executors import Executor, LocalExecutor
 from .planning import KEPT, AgentPlan, cut_to_share, initial_state, input_hash, output_digest, render_request
 from .retry import RetryPolicy
 from .throttle import Throttle
-from .tracing import UNTRACED, RunTracing, tracer
+from .tracing import RunTracing, tracer
 from .tree import plan_agents
-from .typed import answer_text, summary_source, typed_answer
 
 Listener = Callable[[Event, RunState], None]
 
@@ -81,15 +69,11 @@ class Engine:
         ordered = plans if plans is not None else plan_agents(spec, self.prompts)  # `plans`: planned already
         self.plans = {p.key: p for p in ordered}
         self._checked: dict[str, str] = {}  # kept outputs, read to prove them, until their reader's turn
-        self.state = initial_state(ordered, spec, folder.run_id, provider.identity, clock(), prior)
+        self.executor = executor or LocalExecutor(provider)  # where calls run; started by whoever made it
+        self.state = initial_state(ordered, spec, folder.run_id, provider.identity, clock(), prior,
+                                   executor=self.executor.describe(), dashboard=self.executor.dashboard_link)
         # What each agent's earlier record says (status, input hash, output digest): what a skip must match.
         self.prior = {k: (a.status, a.input_hash, a.output_hash) for k, a in self.state.agents.items()}
-        # What earlier sessions of a resumed run were billed for, per agent: an agent that runs again adds to it.
-        self._earlier = {k: dataclasses.replace(a) for k, a in self.state.agents.items()
-                         if a.input_tokens or a.output_tokens}
-        self.executor = executor or LocalExecutor(provider)  # where calls run; started by whoever made it
-        self.state.executor, self.state.dashboard = self.executor.describe(), self.executor.dashboard_link
-        self.rng = random.Random()
         # Wall-clock time stamps the events; the throttle's pauses keep to a monotonic clock and real sleep,
         # unless a clock is given: then with the sleep given too (one that moves that clock, in tests).
         timed = clock is not time.time
@@ -103,12 +87,15 @@ class Engine:
         self._bug: Exception | None = None  # an error that is not an agent failure, raised by `run`
         self._snapshot_every = snapshot_every
         self._last_snapshot = 0.0
-        self._spent, self._priced = 0.0, 0  # what this session's answers cost, and how many were priced
-        # Batch mode: agents of these roles wait on a batch, not an open connection (see `_attempt`).
+        # Batch mode: agents of these roles wait on a batch, not an open connection (see `attempts`).
         self._batch_roles = frozenset(role for role in ROLES if provider.batches
                                       and spec.settings(role).mode == "batch" and not spec.settings(role).tools)
         self._slots = 0  # agents in flight holding one of the `concurrency` slots
-        self._attempt_span: Callable[[str, int], AbstractContextManager[Any]] = _untraced
+        # Billed per agent, earlier sessions of a resumed run included; the budget reads it too.
+        self.ledger = Ledger(self.state.agents)
+        self.calls = AgentCalls(spec=spec, provider=provider, executor=self.executor, folder=folder,
+                                throttle=self.throttle, retry=self.retry, ledger=self.ledger, emit=self._emit,
+                                clock=clock, sleep=sleep, batch_roles=self._batch_roles)
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""
@@ -120,7 +107,7 @@ class Engine:
         if (found := tracer()) is not None:  # OpenTelemetry is configured: spans from the events and attempts
             tracing = RunTracing(found, self.state)
             self.listeners.append(tracing.on_event)
-            self._attempt_span = tracing.attempt
+            self.calls.attempt_span = tracing.attempt
         self.folder.write(SPEC, self.spec.to_yaml())
         self._snapshot()
         try:
@@ -188,7 +175,7 @@ class Engine:
         if budget is None:
             return False
         spent = self.state.cost_usd  # the whole run's, earlier sessions of a resumed run included
-        likely = spent + len(self._running) * (self._spent / self._priced if self._priced else 0.0)
+        likely = spent + len(self._running) * self.ledger.average()
         if likely < budget:
             return False
         self._stopping = (f"the budget of {dollars(budget)} was reached ({dollars(spent)} spent, "
@@ -201,11 +188,13 @@ class Engine:
         return plan.role not in self._batch_roles
 
     def _may_start(self, plan: AgentPlan) -> bool:
-        if self.spec.budget_usd is not None and not self._priced:  # no cost known yet to project from:
+        if self.spec.budget_usd is not None and not self.ledger.priced:  # no cost known yet to project from:
             return len(self._running) < self.concurrency  # do not send a whole batch on an unknown price
         return not self._takes_slot(plan) or self._slots < self.concurrency
 
     async def _run_agent(self, plan: AgentPlan) -> None:
+        """The agent's request, from its inputs; skipped when a resume proves its output is kept, else
+        handed to its attempts (`attempts`), which end it with its one `AgentFinished`."""
         spent: list[Completion] = []
         try:
             request = self._request(plan)
@@ -214,17 +203,14 @@ class Engine:
             digest = input_hash(request, self.provider.identity)
             if await self._kept(plan, request, digest):
                 old = self.state.agents[plan.key]
-                self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped",
-                                         input_tokens=old.input_tokens, output_tokens=old.output_tokens,
-                                         cache_write_tokens=old.cache_write_tokens,
-                                         cache_read_tokens=old.cache_read_tokens, cost_usd=old.cost_usd))
+                self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="skipped", usage=old.usage,
+                                         cost_usd=old.cost_usd))
                 return
-            await self._attempts(plan, request, digest, spent)
+            await self.calls.run(plan, request, digest, spent)
         except OSError as exc:  # the run folder could not be read or written (disk full, permissions)
-            self._fail(plan, _file_error(exc, self.folder.path))
+            self._fail(plan, file_error(exc, self.folder.path))
         except asyncio.CancelledError as exc:  # a tool loop cut off here leaves what its turns cost on `exc`
-            self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="cancelled", error=self._stopping,
-                                     **self._usage(plan.key, [*spent, *spent_on(exc)])))
+            self.calls.finish(plan.key, "cancelled", self._stopping, [*spent, *spent_on(exc)])
             raise
 
     async def _kept(self, plan: AgentPlan, request: AgentRequest, digest: str) -> bool:
@@ -247,128 +233,13 @@ class Engine:
             self._checked[plan.key] = text
         return True
 
-    async def _attempts(self, plan: AgentPlan, request: AgentRequest, digest: str, spent: list[Completion]) -> None:
-        """Retry what is worth retrying: other failures up to `attempts` in all, refusals for rate or load
-        (which the throttle also answers by slowing the run) up to `rate_limit_retries` more. `spent`
-        collects what failed attempts were billed for (a tool loop's turns)."""
-        error, attempt, failures, refusals = "", 0, 0, 0
-        while True:
-            attempt, refused = attempt + 1, False
-            try:
-                completion = await self._attempt(plan, request, attempt)
-                answer = typed_answer(request, completion)
-            except BatchEntryError as exc:  # retried at once as a Messages call, not in another batch round
-                error, retry_after = str(exc), exc.retry_after
-                failures += 1
-                request = dataclasses.replace(request, mode="messages")
-            except TransientAgentError as exc:
-                error, retry_after = str(exc), exc.retry_after
-                refused = exc.rate_limited
-                refusals += refused
-                failures += not refused
-                spent += spent_on(exc)
-            except TimeoutError as exc:
-                error, retry_after = f"no answer within the {self.spec.timeout:g} s timeout", None
-                failures += 1
-                spent += spent_on(exc)
-            except AgentError as exc:
-                return self._fail(plan, str(exc), [*spent, *spent_on(exc)])
-            except Exception as exc:  # a python-provider function raised: the agent fails, the run goes on
-                return self._fail(plan, f"{type(exc).__name__}: {exc}", spent)
-            else:
-                return await self._succeed(plan, completion, digest, spent, answer)
-            tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-            if too_long := self.retry.too_long(retry_after):
-                return self._fail(plan, f"gave up after {tries}: {too_long}. Last error: {error}", spent)
-            if failures >= self.retry.attempts or refusals > self.retry.rate_limit_retries:
-                return self._fail(plan, f"gave up after {tries}; last error: {error}", spent)
-            delay = self.retry.delay(attempt, retry_after, self.rng)
-            self._emit(AgentRetrying(agent=plan.key, at=self.clock(), attempt=attempt, error=error, delay=delay,
-                                     rate_limited=refused))
-            await self.sleep(delay)
-
-    async def _attempt(self, plan: AgentPlan, request: AgentRequest, attempt: int) -> Completion:
-        """One call. A Messages call passes the throttle (which holds it back while the API is limiting
-        us; it also caps Messages retries of batch agents, which hold no slot) and gets the spec's
-        `timeout`. A batch attempt gets neither: it is no open connection, and though the API may take
-        hours, it ends every batch within 24 hours (an unanswered entry comes back expired and is
-        retried) and each of the batch's HTTP calls has the client's own timeout."""
-        if request.mode == "batch" and plan.role in self._batch_roles:
-            self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            with self._attempt_span(plan.key, attempt):  # here, not on a cluster: waiting needs no worker
-                return await self.provider.complete(request)
-        # About 4 characters a token: enough for pacing on the input-token bucket.
-        token = await self.throttle.acquire((len(request.system) + len(request.prompt)) // 4)
-        try:
-            self._emit(AgentStarted(agent=plan.key, at=self.clock(), attempt=attempt))
-            with self._attempt_span(plan.key, attempt):
-                completion = await self.executor.complete(request, run_id=self.folder.run_id, attempt=attempt,
-                                                          timeout=self.spec.timeout)
-        except TransientAgentError as exc:
-            self.throttle.release(token, ok=False, rate_limited=exc.rate_limited, retry_after=exc.retry_after)
-            raise
-        except BaseException:
-            self.throttle.release(token, ok=False)
-            raise
-        prompt = completion.input_tokens + completion.cache_write_tokens + completion.cache_read_tokens
-        self.throttle.release(token, ok=True, rate_limit=completion.rate_limit,
-                              used=(prompt, completion.output_tokens))
-        return completion
-
-    async def _succeed(self, plan: AgentPlan, completion: Completion, digest: str, spent: list[Completion],
-                       answer: dict[str, Any] | None = None) -> None:
-        """Journal first, then the files: if the process dies in between, a file is missing (or is an older
-        answer, whose digest is not the one recorded) and a resume redoes the agent; an output on disk is
-        therefore always recorded, and never paid for twice. A typed answer's JSON is written before its
-        readable `.md`, which is the file a resume looks for and checks: a `.md` with the recorded digest
-        means the JSON before it was written too."""
-        text = answer_text(completion, answer, coordinator=plan.role == "coordinator")
-        usage = self._usage(plan.key, [*spent, completion])
-        summary, cut, note = "", False, ""
-        if plan.role == "coordinator":
-            summary, cut = extract_summary(summary_source(text, answer), self.spec.summary_words, plan.path)
-        else:
-            note = worker_note(text)
-        over = plan.share > 0 and plan.role != "coordinator" and len(text) > plan.share * CHARS_PER_TOKEN
-        done = AgentFinished(
-            agent=plan.key, at=self.clock(), status="done", **usage, input_hash=digest,
-            output_hash=output_digest(text), summary=summary,
-            summary_cut=cut, note=note, batch=completion.batch, truncated=completion.truncated or over,
-        )
-        self._emit(done)
-        try:
-            if answer is not None:
-                await self.folder.write_output(answer_path(plan.path), json.dumps(answer, ensure_ascii=False) + "\n")
-            await self.folder.write_output(plan.path, text)
-        except OSError as exc:  # the answer was paid for: the failure keeps its tokens and cost
-            self._emit(dataclasses.replace(done, at=self.clock(), status="failed", input_hash="", output_hash="",
-                                           summary="", error=_file_error(exc, self.folder.path)))
-
     def _output_whole(self, plan: AgentPlan, request: AgentRequest) -> bool:
         """An agent's output is there: its file, and its JSON too where its role declares an `output`."""
         return self.folder.exists(plan.path) and (request.output is None
                                                   or self.folder.exists(answer_path(plan.path)))
 
-    def _fail(self, plan: AgentPlan, error: str, spent: Sequence[Completion] = ()) -> None:
-        self._emit(AgentFinished(agent=plan.key, at=self.clock(), status="failed", error=error,
-                                 **self._usage(plan.key, spent)))
-
-    def _usage(self, key: str, parts: Sequence[Completion]) -> dict[str, Any]:
-        """An agent's tokens, cost and tool calls over every call it was billed for: this session's
-        attempts (whose cost also feeds the budget's projection), plus what earlier sessions of a resumed
-        run recorded for it, so running an agent again never makes money already spent disappear."""
-        costs = [_cost(part) for part in parts]
-        cost = None if not parts or None in costs else sum(c for c in costs if c is not None)
-        if cost is not None:
-            self._spent, self._priced = self._spent + cost, self._priced + 1
-        usage = {name: sum(getattr(part, name) for part in parts) for name in _COUNTED}
-        earlier = self._earlier.get(key)
-        if earlier is None:
-            return {**usage, "cost_usd": cost}
-        usage = {name: count + getattr(earlier, name) for name, count in usage.items()}
-        if earlier.cost_usd is not None and (cost is not None or not parts):
-            cost = earlier.cost_usd + (cost or 0.0)
-        return {**usage, "cost_usd": cost}
+    def _fail(self, plan: AgentPlan, error: str) -> None:
+        self.calls.finish(plan.key, "failed", error)
 
     def _request(self, plan: AgentPlan) -> AgentRequest | None:
         inputs = tuple(self._input(key) for key in plan.inputs)
@@ -417,8 +288,7 @@ class Engine:
         resumed run had not yet reached was never set back to pending (see `initial_state`): it keeps its
         earlier record, and the next resume checks its inputs and output again before trusting it."""
         for agent in [a for a in self.state.agents.values() if a.status == "pending"]:
-            self._emit(AgentFinished(agent=agent.agent, at=self.clock(), status="cancelled",
-                                     error=f"not started: {self._stopping}", **self._usage(agent.agent, [])))
+            self.calls.finish(agent.agent, "cancelled", f"not started: {self._stopping}")
 
     def _finish_run(self) -> None:
         if self._stopping:
@@ -431,37 +301,10 @@ class Engine:
             status, reason = "failed", f"{counts['failed']} of {self.state.total} agents failed"
         else:
             status, reason = "done", ""
-        if not self.executor.dashboard_lasts:  # the finished views and run.json link no page that is gone
-            self.state.dashboard = ""
+        # The finished views and run.json link no page that is gone.
+        gone = bool(self.state.dashboard) and not self.executor.dashboard_lasts
         try:
-            self._emit(RunFinished(at=self.clock(), status=status, reason=reason))
+            self._emit(RunFinished(at=self.clock(), status=status, reason=reason, dashboard_gone=gone))
             self._snapshot()
         finally:  # the journal's descriptor (or a URL store's writer threads) must not outlive the run
             self.folder.close()
-
-
-def _untraced(agent: str, attempt: int) -> AbstractContextManager[Any]:
-    return UNTRACED
-
-
-def _file_error(exc: OSError, folder: object) -> str:
-    return f"file error: {exc.strerror or exc} ({exc.filename or folder})"
-
-
-# What `_usage` adds up over an agent's calls, as `AgentFinished` names it.
-_COUNTED = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "tool_calls",
-            "server_tool_calls")
-
-
-def _cost(completion: Completion, regional: bool = False) -> float | None:
-    """Priced by the model that answered (the API reports it); code providers name none, so cost None.
-    A tool loop's calls are priced one by one: a long-prompt rate applies to a request, not to a sum."""
-    regional = regional or completion.regional
-    if completion.turns:
-        costs = [_cost(turn, regional) for turn in completion.turns]
-        return None if None in costs else sum(c for c in costs if c is not None)
-    if not completion.model:
-        return None
-    return cost_usd(completion.model, completion.input_tokens, completion.output_tokens,
-                    completion.cache_write_tokens, completion.cache_read_tokens, batch=completion.batch,
-                    regional=regional)

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ..state.events import AgentFinished, AgentStarted, Event, RunFinished, RunState
+from ..state.events import AgentFinished, AgentStarted, Event, RunFinished
+from ..state.run import RunState
+from ..state.usage import Usage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -90,9 +92,10 @@ class RunTracing:
         agent = state.agents[event.agent]
         span = self._agent(event.agent, state)
         span.set_attributes(_attributes(status=event.status, attempts=agent.attempts, cost_usd=event.cost_usd,
-                                        input_tokens=event.input_tokens, output_tokens=event.output_tokens,
-                                        cache_read_tokens=event.cache_read_tokens,
-                                        cache_write_tokens=event.cache_write_tokens))
+                                        input_tokens=event.usage.input_tokens,
+                                        output_tokens=event.usage.output_tokens,
+                                        cache_read_tokens=event.usage.cache_read_tokens,
+                                        cache_write_tokens=event.usage.cache_write_tokens))
         if event.status == "failed":
             span.set_status(Status(StatusCode.ERROR, event.error[:500]))
         span.end()
@@ -102,10 +105,11 @@ class RunTracing:
 
     def _finish_domain(self, name: str, state: RunState) -> None:
         members = [a for a in state.agents.values() if a.domain == name]
+        used = sum((a.usage for a in members), Usage())
         self._domains[name].set_attributes(_attributes(
             workers=sum(a.role == "worker" for a in members), failed=sum(a.status == "failed" for a in members),
-            input_tokens=sum(a.input_tokens for a in members), output_tokens=sum(a.output_tokens for a in members),
-            cost_usd=_total([a.cost_usd for a in members if a.input_tokens])))
+            input_tokens=used.input_tokens, output_tokens=used.output_tokens,
+            cost_usd=_total([a.cost_usd for a in members if a.usage.input_tokens])))
         self._domains[name].end()
 
     def _finish_run(self, event: RunFinished, state: RunState) -> None:
@@ -114,11 +118,9 @@ class RunTracing:
         for span in (*self._agents.values(), *self._domains.values()):
             if span.is_recording():  # ended already, unless the run stopped around it
                 span.end()
-        agents = state.agents.values()
         self._run.set_attributes(_attributes(
-            status=event.status, input_tokens=sum(a.input_tokens for a in agents),
-            output_tokens=sum(a.output_tokens for a in agents),
-            cost_usd=_total([a.cost_usd for a in agents if a.input_tokens])))
+            status=event.status, input_tokens=state.input_tokens, output_tokens=state.output_tokens,
+            cost_usd=_total([a.cost_usd for a in state.agents.values() if a.usage.input_tokens])))
         if event.status != "done":
             self._run.set_status(Status(StatusCode.ERROR, event.reason[:500]))
         self._run.end()

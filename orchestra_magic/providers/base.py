@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.throttle import RateLimit
 from ..state.events import Role
+from ..state.usage import Usage
 from ..tools.catalog import PythonTool
 
 if TYPE_CHECKING:
@@ -73,6 +74,13 @@ class Completion:
     server_tool_calls: int = 0  # server tool uses (web searches, fetches, code runs), billed by the API
     turns: tuple[Completion, ...] = ()  # a tool loop's Messages calls, each priced on its own
     truncated: bool = False  # the answer is cut off (the model hit `max_tokens`): done, but flagged
+
+    @property
+    def usage(self) -> Usage:
+        """Its counters as one value, as the engine adds them up. (Providers still give them as fields,
+        positionally in places: a constructor that took a `Usage` would change every provider at once.)"""
+        return Usage(self.input_tokens, self.output_tokens, self.cache_write_tokens, self.cache_read_tokens,
+                     self.tool_calls, self.server_tool_calls)
 
 
 # The Messages API's stop reasons for an answer the model did not get to finish.

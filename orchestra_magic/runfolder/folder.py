@@ -33,7 +33,8 @@ from typing import Protocol
 from filelock import FileLock, Timeout
 
 from ..errors import RunFolderError, shown
-from ..state.events import AgentFinished, Event, RunFinished, RunState, agent_row, event_from_dict, event_to_dict
+from ..state.events import AgentFinished, Event, RunFinished, event_from_dict, event_to_dict
+from ..state.run import RunState, agent_row
 from .layout import JOURNAL, LOCAL_PROTOCOLS, LOCK, MANIFEST, SPEC, URL_PREFIX
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # what `write_atomic` writes before its rename

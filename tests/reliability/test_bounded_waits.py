@@ -20,7 +20,7 @@ from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.runfolder.folder import RunFolder
 from orchestra_magic.spec.model import DEFAULT_MAX_WAIT, load_spec
-from orchestra_magic.state.events import RunState
+from orchestra_magic.state.run import RunState
 
 DAY_MS = 86_400_000
 

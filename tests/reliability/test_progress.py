@@ -9,7 +9,8 @@ import re
 from rich.console import Console
 
 from orchestra_magic.display.progress import MAX_DOMAIN_ROWS, CliProgress
-from orchestra_magic.state.events import AgentFinished, AgentStarted, AgentState, Event, RunFinished, RunState, Status
+from orchestra_magic.state.events import AgentFinished, AgentStarted, Event, RunFinished, Status
+from orchestra_magic.state.run import AgentState, RunState
 
 
 def run_state(domains: dict[str, int]) -> RunState:

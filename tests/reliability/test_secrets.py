@@ -27,7 +27,8 @@ from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.redaction import MAX_ERROR_CHARS, redact
 from orchestra_magic.runfolder.folder import RunFolder
 from orchestra_magic.spec.model import load_spec
-from orchestra_magic.state.events import AgentFinished, RunState
+from orchestra_magic.state.events import AgentFinished
+from orchestra_magic.state.run import RunState
 
 MARKER = "sk-ant-MARKER-7f3a9c-never-written"
 FAST = RetryPolicy(attempts=2, base=0.001, cap=0.01, max_wait=0.01)

@@ -21,7 +21,8 @@ from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.results import load_run
-from orchestra_magic.state.events import AgentFinished, Event, RunState
+from orchestra_magic.state.events import AgentFinished, Event
+from orchestra_magic.state.run import RunState
 
 # max_wait also bounds the run-wide pause after an overload (1 s when the server names none).
 FAST = RetryPolicy(attempts=2, base=0.001, cap=0.01, rate_limit_retries=1, max_wait=0.01)
