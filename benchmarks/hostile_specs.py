@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from orchestra_magic.errors import SpecError
-from orchestra_magic.spec.model import load_spec
+from orchestra_magic.spec.load import load_spec
 
 
 def one_worker(**worker: Any) -> dict[str, Any]:

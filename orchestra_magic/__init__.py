@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from .providers.anthropic.clouds import BedrockProvider, CompatibleProvider, FoundryProvider, VertexProvider
     from .providers.anthropic.provider import AnthropicProvider, OfflineProvider
     from .results import Run, list_runs, load_run
-    from .spec.model import Spec, load_spec
+    from .spec.load import load_spec
+    from .spec.model import Spec
     from .tools.context import workspace
 
 __version__ = "0.1.0"
@@ -44,7 +45,7 @@ _LAZY = {
     "run": "live", "arun": "api", "plan": "dryrun", "Plan": "dryrun", "RunOptions": "api",
     "start": "live", "RunHandle": "live", "retry_failed": "live",
     "list_runs": "results", "RetryPolicy": "engine.retry",
-    "Run": "results", "load_run": "results", "Spec": "spec.model", "load_spec": "spec.model",
+    "Run": "results", "load_run": "results", "Spec": "spec.model", "load_spec": "spec.load",
     "AgentRequest": "providers", "Completion": "providers", "Provider": "providers", "PythonProvider": "providers",
     "AnthropicProvider": "providers.anthropic.provider", "OfflineProvider": "providers.anthropic.provider",
     "BedrockProvider": "providers.anthropic.clouds", "VertexProvider": "providers.anthropic.clouds",

@@ -27,7 +27,8 @@ from .results import Run
 from .runfolder.folder import RunFolder, find_run, is_url
 from .runfolder.layout import DEFAULT_ROOT, SPEC
 from .runfolder.options import RecordedOptions, read_options, record_variables, save_options
-from .spec.model import ROLES, Spec, load_spec_and_names
+from .spec.load import load_spec_and_names
+from .spec.model import ROLES, Spec
 from .spec.prompts import Prompts
 from .tools.catalog import FILE_TOOLS, PythonTool, ToolsArg, load_tools_file, resolve_tools
 

@@ -16,7 +16,8 @@ from .engine.planning import AgentPlan, render_request
 from .engine.tree import bare_prompt_tokens, plan_agents, wide_run_warning
 from .pricing import dollars
 from .providers.base import WorkerResult
-from .spec.model import ROLES, RoleName, Spec, load_spec
+from .spec.load import load_spec
+from .spec.model import ROLES, RoleName, Spec
 from .spec.prompts import Prompts
 from .tools.catalog import ToolsArg, resolve_tools
 

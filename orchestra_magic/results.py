@@ -122,7 +122,7 @@ class Run:
 
     @cached_property
     def _spec(self) -> Spec:
-        from .spec.model import load_spec
+        from .spec.load import load_spec
 
         return load_spec(self._folder.read_text(SPEC))
 

@@ -27,7 +27,7 @@ from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.errors import AgentError, TransientAgentError
 from orchestra_magic.providers import AgentRequest, Completion, PythonProvider
 from orchestra_magic.runfolder.folder import RunFolder
-from orchestra_magic.spec.model import load_spec
+from orchestra_magic.spec.load import load_spec
 from orchestra_magic.state.events import AgentStarted, Event
 from orchestra_magic.state.run import RunState
 

@@ -18,7 +18,7 @@ from orchestra_magic.engine.executors import LocalExecutor
 from orchestra_magic.errors import ConfigError, TransientAgentError
 from orchestra_magic.providers import AgentRequest, PythonProvider
 from orchestra_magic.results import Run
-from orchestra_magic.spec.model import load_spec
+from orchestra_magic.spec.load import load_spec
 from orchestra_magic.state.run import RunState
 
 distributed = pytest.importorskip("distributed")

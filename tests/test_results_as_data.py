@@ -23,7 +23,7 @@ from orchestra_magic.fake.server import SIMULATED_MARK, FakeMessagesAPI
 from orchestra_magic.providers import AgentRequest, PythonProvider
 from orchestra_magic.providers.anthropic.batches import BatchPolicy
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
-from orchestra_magic.spec.model import load_spec
+from orchestra_magic.spec.load import load_spec
 
 FIELDS = {"price": "number", "currency": "string", "tiers": ["string"], "units": "integer", "notes": "string"}
 DTYPES = {"price": "float64", "currency": "str", "tiers": "object", "units": "Int64", "notes": "str",

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from orchestra_magic.errors import SpecError
-from orchestra_magic.spec.model import DEFAULT_MODEL, MAX_ID_LENGTH, load_spec
+from orchestra_magic.spec.load import load_spec
+from orchestra_magic.spec.model import DEFAULT_MODEL, MAX_ID_LENGTH
 
 CONTRACT_SPEC = """\
 name: vendor-review            # optional; part of the run id

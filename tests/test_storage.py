@@ -26,7 +26,7 @@ import orchestra_magic as om
 from orchestra_magic.engine.planning import initial_state
 from orchestra_magic.engine.tree import plan_agents
 from orchestra_magic.runfolder.folder import RunFolder, find_run
-from orchestra_magic.spec.model import load_spec
+from orchestra_magic.spec.load import load_spec
 from orchestra_magic.state.events import AgentFinished, AgentStarted, event_from_dict
 from orchestra_magic.state.run import RunState
 

@@ -19,7 +19,8 @@ from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.runfolder.folder import RunFolder
-from orchestra_magic.spec.model import DEFAULT_MAX_WAIT, load_spec
+from orchestra_magic.spec.load import load_spec
+from orchestra_magic.spec.model import DEFAULT_MAX_WAIT
 from orchestra_magic.state.run import RunState
 
 DAY_MS = 86_400_000

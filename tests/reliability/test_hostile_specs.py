@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestra_magic.errors import SpecError
-from orchestra_magic.spec.model import Spec, load_spec
+from orchestra_magic.spec.load import load_spec
+from orchestra_magic.spec.model import Spec
 
 KEYS = ["name", "model", "concurrency", "schedule", "attempts", "timeout", "domains", "workers", "coordinator",
         "task", "id", "for_each", "as", "context", "templates", "worker", "max_tokens", "effort", "thinking", "roles",

@@ -26,7 +26,7 @@ from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
 from orchestra_magic.redaction import MAX_ERROR_CHARS, redact
 from orchestra_magic.runfolder.folder import RunFolder
-from orchestra_magic.spec.model import load_spec
+from orchestra_magic.spec.load import load_spec
 from orchestra_magic.state.events import AgentFinished
 from orchestra_magic.state.run import RunState
 
