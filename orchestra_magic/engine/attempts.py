@@ -25,7 +25,7 @@ from ..spec.model import Spec
 from ..spec.prompts import extract_summary, worker_note
 from ..state.events import AgentFinished, AgentRetrying, AgentStarted, Event, Status
 from ..state.run import AgentState
-from ..state.usage import Usage
+from ..state.usage import NO_USAGE
 from .estimate import CHARS_PER_TOKEN
 from .executors import Executor
 from .planning import AgentPlan, output_digest
@@ -53,7 +53,7 @@ class Ledger:
         cost = None if not parts or None in costs else sum(c for c in costs if c is not None)
         if cost is not None:
             self.spent, self.priced = self.spent + cost, self.priced + 1
-        usage = sum((part.usage for part in parts), Usage())
+        usage = sum((part.usage for part in parts), NO_USAGE)
         if (earlier := self._earlier.get(key)) is None:
             return {"usage": usage, "cost_usd": cost}
         earlier_usage, earlier_cost = earlier

@@ -77,8 +77,8 @@ class Engine:
         # Wall-clock time stamps the events; the throttle's pauses keep to a monotonic clock and real sleep,
         # unless a clock is given: then with the sleep given too (one that moves that clock, in tests).
         timed = clock is not time.time
-        self.throttle = Throttle(self.concurrency, clock=clock if timed else time.monotonic,
-                                 sleep=sleep if timed else asyncio.sleep, max_wait=self.retry.max_wait)
+        throttle = Throttle(self.concurrency, clock=clock if timed else time.monotonic,
+                            sleep=sleep if timed else asyncio.sleep, max_wait=self.retry.max_wait)
         self._stopping = ""
         self._running: dict[asyncio.Task[None], AgentPlan] = {}
         self._ready: deque[AgentPlan] = deque()  # agents that may start, readers at the front
@@ -94,8 +94,17 @@ class Engine:
         # Billed per agent, earlier sessions of a resumed run included; the budget reads it too.
         self.ledger = Ledger(self.state.agents)
         self.calls = AgentCalls(spec=spec, provider=provider, executor=self.executor, folder=folder,
-                                throttle=self.throttle, retry=self.retry, ledger=self.ledger, emit=self._emit,
+                                throttle=throttle, retry=self.retry, ledger=self.ledger, emit=self._emit,
                                 clock=clock, sleep=sleep, batch_roles=self._batch_roles)
+
+    @property
+    def throttle(self) -> Throttle:
+        """What every Messages call passes (see `throttle`); a benchmark may put another in before `run`."""
+        return self.calls.throttle
+
+    @throttle.setter
+    def throttle(self, throttle: Throttle) -> None:
+        self.calls.throttle = throttle
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Start no new agents and cancel those in flight; `run()` then returns a `cancelled` state."""

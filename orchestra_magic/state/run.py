@@ -180,7 +180,7 @@ class RunState:
         if event.status == "skipped":  # a skipped agent keeps what its earlier run recorded
             return
         self.unpriced += _unpriced(event.cost_usd, event.usage) - _unpriced(agent.cost_usd, agent.usage)
-        self.usage += event.usage - agent.usage
+        self.usage += event.usage if agent.usage is NO_USAGE else event.usage - agent.usage
         agent.usage = event.usage
         agent.input_hash, agent.output_hash, agent.summary = event.input_hash, event.output_hash, event.summary
         agent.summary_cut, agent.note = event.summary_cut, event.note

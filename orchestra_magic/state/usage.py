@@ -24,6 +24,10 @@ class Usage:
     server_tool_calls: int = 0  # server tool uses (web searches, fetches, code runs), billed by the API
 
     def __add__(self, other: Usage) -> Usage:
+        if other is NO_USAGE:  # the common sums (an agent's one call, a first bill) make no new value
+            return self
+        if self is NO_USAGE:
+            return other
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
                      self.cache_write_tokens + other.cache_write_tokens,
                      self.cache_read_tokens + other.cache_read_tokens, self.tool_calls + other.tool_calls,
@@ -43,8 +47,10 @@ class Usage:
                 self.tool_calls, self.server_tool_calls)
 
     def as_dict(self) -> dict[str, int]:
-        """The flat form written to disk and shown as columns: `{"input_tokens": …, …}`."""
-        return dict(zip(USAGE_NAMES, self.counts(), strict=True))
+        """The flat form written to disk and shown as columns (a journal line each: kept cheap)."""
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cache_write_tokens": self.cache_write_tokens, "cache_read_tokens": self.cache_read_tokens,
+                "tool_calls": self.tool_calls, "server_tool_calls": self.server_tool_calls}
 
     @classmethod
     def take(cls, flat: dict[str, Any]) -> Usage:

@@ -57,3 +57,12 @@ def test_the_last_frame_of_a_stopped_run_counts_each_outcome_apart() -> None:
     rows = {row.split()[0]: row for row in lines if row.startswith("  ")}
     assert re.search(r"1/2 workers done +1 failed · coordinator done", rows["a"])  # the failed worker fills no bar
     assert re.search(r"0/1 workers done +1 cancelled · coordinator cancelled", rows["c"])
+
+
+def test_an_agent_whose_output_could_not_be_written_counts_once_as_failed() -> None:
+    state = run_state({"a": 2})
+    events = [*finish("a-1", "done"), AgentFinished(agent="a-1", at=2.5, status="failed", error="file error: full"),
+              *finish("a-2", "done"), RunFinished(at=3.0, status="failed", reason="1 of 3 agents failed")]
+    words = " ".join(" ".join(last_frame(state, events)).split())
+    assert "1/3 agents done" in words and "workers 1/2 (1 done · 1 failed)" in words, words
+    assert "1/2 workers done 1 failed" in words, words
