@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestra_magic.runfolder.folder import manifest_chunks, write_atomic
+from orchestra_magic.runfolder.atomic import write_atomic
+from orchestra_magic.runfolder.folder import manifest_chunks
 from orchestra_magic.state.run import AgentState, RunState
 from orchestra_magic.state.usage import Usage
 

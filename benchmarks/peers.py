@@ -54,7 +54,7 @@ import anthropic
 
 import orchestra_magic as om
 from orchestra_magic.providers.anthropic.provider import AnthropicProvider
-from orchestra_magic.runfolder.folder import write_atomic
+from orchestra_magic.runfolder.atomic import write_atomic
 from orchestra_magic.spec.model import DEFAULT_MODEL
 
 DOMAINS = 5

@@ -367,7 +367,7 @@ def test_the_journal_restores_state_newer_than_the_last_snapshot(tmp_path: Path)
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestra_magic.runfolder import folder as runfolder
+    from orchestra_magic.runfolder import atomic as runfolder
 
     target = tmp_path / "x.md"
 

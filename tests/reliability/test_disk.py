@@ -11,7 +11,7 @@ import pytest
 from helpers import make_spec
 
 import orchestra_magic as om
-from orchestra_magic.runfolder import folder as runfolder
+from orchestra_magic.runfolder import atomic as runfolder
 
 
 def test_a_read_only_root_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
