@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +55,8 @@ if _missing():
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """JupyterLab serving a copy of examples/, so runs land in a temp folder."""
+    import nbformat  # here, not at the top: its import costs seconds that every xdist worker would pay
+
     root = tmp_path_factory.mktemp("lab")
     for name in ("quickstart.ipynb", "quickstart.yaml"):
         shutil.copy(REPO / "examples" / name, root / name)

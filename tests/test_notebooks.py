@@ -7,14 +7,18 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
 import pytest
 from helpers import first_output
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager, start_new_kernel
-from nbclient import NotebookClient
+
+if TYPE_CHECKING:
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.manager import KernelManager
+    from nbformat import NotebookNode
+
+# nbformat, nbclient and jupyter_client are imported in the tests that use them: nbformat's import builds
+# jsonschema's IRI grammar (seconds), which every xdist worker would otherwise pay while collecting.
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SLOW = "from orchestra_magic import OfflineProvider\nslow = OfflineProvider(latency_ms={ms})"
@@ -25,18 +29,32 @@ SLOW_SPEC = "concurrency: 2\ndomains:\n" + "".join(
 )
 
 
-def execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
+def read(path: Path) -> NotebookNode:
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+def new_notebook(*sources: str) -> NotebookNode:
+    import nbformat
+
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+
+
+def execute(nb: NotebookNode, cwd: Path) -> NotebookNode:
+    from nbclient import NotebookClient
+
     NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 
 
-def progress_bars(nb: nbformat.NotebookNode) -> list[tuple[int, int]]:
+def progress_bars(nb: NotebookNode) -> list[tuple[int, int]]:
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     return [(m["state"]["value"], m["state"]["max"]) for m in state.values() if m["model_name"] == "IntProgressModel"]
 
 
-def outputs(nb: nbformat.NotebookNode, index: int) -> str:
+def outputs(nb: NotebookNode, index: int) -> str:
     cell = nb.cells[index]
     return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
 
@@ -49,7 +67,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def test_the_quickstart_notebook_runs_top_to_bottom_offline(workdir: Path) -> None:
-    nb = execute(nbformat.read(workdir / "quickstart.ipynb", as_version=4), workdir)
+    nb = execute(read(workdir / "quickstart.ipynb"), workdir)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert errors == []
     summaries = next(i for i, c in enumerate(nb.cells) if c.source.startswith("%%orchestrate"))
@@ -64,14 +82,14 @@ def test_the_quickstart_notebook_runs_top_to_bottom_offline(workdir: Path) -> No
     plotted = next(i for i, c in enumerate(nb.cells) if c.source == "run.plot()")
     assert any("image/png" in o.get("data", {}) for o in nb.cells[plotted].outputs)
 
-    explored = execute(nbformat.read(workdir / "explore_run.ipynb", as_version=4), workdir)
+    explored = execute(read(workdir / "explore_run.ipynb"), workdir)
     assert not [o for c in explored.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert "vector-db-review" in outputs(explored, 2)
 
 
 def test_the_rows_to_columns_notebook_fans_out_a_real_table_and_plots_the_typed_answers(tmp_path: Path) -> None:
     shutil.copy(EXAMPLES / "rows_to_columns.ipynb", tmp_path)
-    nb = execute(nbformat.read(tmp_path / "rows_to_columns.ipynb", as_version=4), tmp_path)
+    nb = execute(read(tmp_path / "rows_to_columns.ipynb"), tmp_path)
     assert [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"] == []
     joined = next(i for i, c in enumerate(nb.cells) if c.source.startswith("answers = "))
     assert "'confidence': dtype('float64')" in outputs(nb, joined)
@@ -82,12 +100,9 @@ def test_the_rows_to_columns_notebook_fans_out_a_real_table_and_plots_the_typed_
 
 
 def test_a_background_run_awaited_in_a_later_cell_saves_its_final_widget_state(tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext orchestra_magic\n" + SLOW.format(ms=30)),
-        nbformat.v4.new_code_cell(f"%%orchestrate --provider slow --background -o run\n{SLOW_SPEC}"),
-        nbformat.v4.new_code_cell("finished = await run\nprint(finished.status, run.state.finished)"),
-    ]
+    nb = new_notebook("%load_ext orchestra_magic\n" + SLOW.format(ms=30),
+                      f"%%orchestrate --provider slow --background -o run\n{SLOW_SPEC}",
+                      "finished = await run\nprint(finished.status, run.state.finished)")
     execute(nb, tmp_path)
     # the cell showed the handle at once, and that output was updated in place when the run ended
     # (26 agents: 20 workers, 2 sub-coordinators a domain at fan_in 8, 2 coordinators)
@@ -98,6 +113,8 @@ def test_a_background_run_awaited_in_a_later_cell_saves_its_final_widget_state(t
 
 @pytest.fixture
 def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    from jupyter_client.manager import start_new_kernel
+
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
         yield km, kc
