@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import fake_api, first_output
 
+import orchestra_magic as om
 from orchestra_magic.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def test_run_offline_prints_the_summaries_table_and_exits_0(tmp_path: Path) -> N
 
 
 def test_show_prints_a_finished_runs_summaries(tmp_path: Path) -> None:
-    orchestra("run", str(QUICKSTART), "--provider", "offline", "--root", "runs", cwd=tmp_path)
+    om.run(QUICKSTART, provider="offline", root=tmp_path / "runs")  # in this process: one interpreter less
     (folder,) = (tmp_path / "runs").iterdir()
     shown = orchestra("show", str(folder), cwd=tmp_path)
     assert shown.returncode == 0
@@ -48,7 +49,7 @@ def test_show_prints_a_finished_runs_summaries(tmp_path: Path) -> None:
 
 
 def test_resume_of_a_finished_run_calls_nothing_again(tmp_path: Path) -> None:
-    orchestra("run", str(QUICKSTART), "--provider", "offline", cwd=tmp_path)
+    om.run(QUICKSTART, provider="offline", root=tmp_path / "orchestration")
     (folder,) = (tmp_path / "orchestration").iterdir()
     again = orchestra("run", str(QUICKSTART), "--provider", "offline", "--resume", folder.name, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -92,7 +93,9 @@ def test_failed_agents_exit_1_and_the_printed_resume_command_works_as_pasted(tmp
     spec = tmp_path / "s.yaml"
     spec.write_text("attempts: 1\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n"
                     "      - for_each: '{{ range(n) | list }}'\n        task: 't{{ item }}'\n")
-    with fake_api("--error-rate", "1") as env:  # every request answered with a 429, 529 or 500
+    # every answer cut off halfway: each agent fails on its one attempt (429s and 529s would be waited out
+    # for seconds apart from `attempts`, which is what the rate-limit tests are for)
+    with fake_api("--cut-rate", "1") as env:
         result = orchestra("run", str(spec), "--var", "n=6", "--concurrency", "3", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert "7 agents: 7 failed" in result.stdout  # the coordinator too: it had nothing to read
@@ -186,8 +189,6 @@ def test_vars_reach_the_spec_as_yaml_values(tmp_path: Path) -> None:
 
 def test_runs_lists_the_runs_under_the_root_and_show_finds_one_by_id(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import orchestra_magic as om
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORCHESTRA_ROOT", "kept")
     run = om.run(QUICKSTART, provider="offline")
