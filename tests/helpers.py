@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,6 +106,24 @@ def cell(ip: Any, source: str) -> Any:
     result = ip.run_cell(source, store_history=False)
     result.raise_error()
     return result.result
+
+
+@contextmanager
+def fake_on_a_thread(**options: Any) -> Iterator[FakeMessagesAPI]:
+    """The fake API served from its own thread, so a test can count what a subprocess asks it, and change
+    it (its `latency_ms`, say) while the subprocess runs."""
+    api = FakeMessagesAPI(**options)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(api.start(), loop).result(10)
+    try:
+        yield api
+    finally:
+        asyncio.run_coroutine_threadsafe(api.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 @contextmanager

@@ -3,20 +3,18 @@ again for an agent whose output was already on disk (requests counted at the fak
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import first_output
+from helpers import fake_on_a_thread, first_output
 
 from orchestra_magic.fake.server import FakeMessagesAPI
 
@@ -31,15 +29,8 @@ OUTPUT_FILE = re.compile(r"Your output file: workers/(\S+)\.md")
 @pytest.fixture
 def fake() -> Iterator[FakeMessagesAPI]:
     """The fake API on its own thread, so this process can count what a CLI subprocess asks it."""
-    api = FakeMessagesAPI(latency_ms=150)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(api.start(), loop).result(10)
-    yield api
-    asyncio.run_coroutine_threadsafe(api.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with fake_on_a_thread(latency_ms=150) as api:
+        yield api
 
 
 def asked_workers(bodies: list[dict[str, Any]]) -> set[str]:
