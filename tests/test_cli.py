@@ -121,12 +121,14 @@ def test_answers_the_fake_breaks_fail_their_agents_naming_the_field(tmp_path: Pa
     assert "the answer does not fit the output schema: price: " in worker["error"]
 
 
-TOOLS = """import time
+TOOLS = """import os
+import time
 
 
 def pause() -> str:
-    \"\"\"Wait a moment (so that the run is still going when it is interrupted).\"\"\"
-    time.sleep(0.5)
+    \"\"\"Wait a moment while the file `slow` is there (so that the run is still going when it is interrupted).\"\"\"
+    if os.path.exists({slow!r}):
+        time.sleep(0.5)
     return "waited"
 """
 
@@ -136,7 +138,9 @@ def test_ctrl_c_stops_an_offline_run_and_the_printed_resume_command_works_as_pas
     spec.write_text("name: '{{ name }}'\nroles: {worker: {tools: [pause]}}\ndomains:\n  - name: a\n"
                     "    coordinator: c\n    workers:\n      - for_each: '{{ range(n) | list }}'\n"
                     "        task: 't{{ item }}'\n")
-    (tmp_path / "tools.py").write_text(TOOLS)
+    slow = tmp_path / "slow"
+    slow.touch()
+    (tmp_path / "tools.py").write_text(TOOLS.format(slow=str(slow)))
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     run = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "run", str(spec), "--provider", "offline",
                             "--var", "name=slow", "--var", "n=12", "--tools", "tools.py", "--concurrency", "2"],
@@ -150,6 +154,7 @@ def test_ctrl_c_stops_an_offline_run_and_the_printed_resume_command_works_as_pas
     state = json.loads((folder / "run.json").read_text())
     assert state["status"] == "cancelled"
     assert not list(folder.rglob("*.tmp"))
+    slow.unlink()  # the resume need not wait
     resumed = orchestra(*shlex.split(command)[1:], cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
     # 12 workers, 2 sub-coordinators (fan_in 8), 1 coordinator
