@@ -111,16 +111,26 @@ def test_a_background_run_awaited_in_a_later_cell_saves_its_final_widget_state(t
     assert (26, 26) in progress_bars(nb)
 
 
-@pytest.fixture
-def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+@pytest.fixture(scope="module")
+def one_kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """One kernel for the tests below (a kernel takes seconds of CPU to start); each test moves it to its
+    own folder and defines the providers it uses before it runs anything."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path_factory.mktemp("kernel")))
     try:
         yield km, kc
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(one_kernel: tuple[KernelManager, BlockingKernelClient],
+           tmp_path: Path) -> tuple[KernelManager, BlockingKernelClient]:
+    """The module's kernel, working in this test's `tmp_path`."""
+    run_cell(one_kernel[1], f"%cd {tmp_path}")
+    return one_kernel
 
 
 def run_cell(kc: BlockingKernelClient, code: str, seen: list[dict[str, Any]] | None = None) -> str:
