@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import helpers
 import pytest
-from helpers import make_spec
+from helpers import make_spec, run_against
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
@@ -29,9 +28,10 @@ def provider(fake: FakeMessagesAPI, **options: Any) -> AnthropicProvider:
     return AnthropicProvider(api_key=KEY, base_url=fake.base_url, **{"batch": FAST, **options})
 
 
-def run_against(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], retry: RetryPolicy = RETRY,
+def run_batched(fake: FakeMessagesAPI, tmp_path: Path, spec: dict[str, Any], retry: RetryPolicy = RETRY,
                 **options: Any) -> om.Run:
-    return helpers.run_against(fake, tmp_path, spec, lambda _: provider(fake, **options), retry=retry)
+    """`helpers.run_against` with this module's provider: batches polled fast, `options` added."""
+    return run_against(fake, tmp_path, spec, lambda _: provider(fake, **options), retry=retry)
 
 
 def failing(task: str, kind: str) -> Callable[[dict[str, Any]], str | None]:
@@ -50,7 +50,7 @@ async def until(condition: Callable[[], object], within: float = 10) -> None:
 def test_batch_mode_sends_the_ready_workers_as_one_batch_and_writes_the_same_files(tmp_path: Path) -> None:
     fake = FakeMessagesAPI()
     spec = make_spec({"a": 3, "b": 2}, mode="batch", concurrency=2)
-    result = run_against(fake, tmp_path / "batch", spec)
+    result = run_batched(fake, tmp_path / "batch", spec)
 
     assert result.status == "done"
     first, *later = fake.batches.created
@@ -61,7 +61,7 @@ def test_batch_mode_sends_the_ready_workers_as_one_batch_and_writes_the_same_fil
     assert result.agents.batch.all() and (result.agents.attempts == 1).all()
     assert om.load_run(result.path).agents.batch.all()  # on disk too
 
-    plain = run_against(FakeMessagesAPI(), tmp_path / "plain", make_spec({"a": 3, "b": 2}))
+    plain = run_batched(FakeMessagesAPI(), tmp_path / "plain", make_spec({"a": 3, "b": 2}))
     assert not plain.agents.batch.any()
     for worker in ("a-1", "a-2", "a-3", "b-1", "b-2"):
         assert result.output(worker) == plain.output(worker)
@@ -75,7 +75,7 @@ def test_coordinator_keys_and_long_ids_become_valid_unique_custom_ids(tmp_path: 
     spec = {"mode": "batch", "domains": [{"name": "d", "coordinator": "Synthesise.", "workers": [
         {"id": f"{long}a1", "task": "One."}, {"id": f"{long}a2", "task": "Two."}]}]}
     fake = FakeMessagesAPI()
-    result = run_against(fake, tmp_path, spec)
+    result = run_batched(fake, tmp_path, spec)
     assert result.status == "done"  # the fake refuses a batch whose ids are invalid or repeated
     workers, coordinator = fake.batches.created
     assert workers.custom_ids == [f"0-{long}", f"1-{long}"]
@@ -85,7 +85,7 @@ def test_coordinator_keys_and_long_ids_become_valid_unique_custom_ids(tmp_path: 
 @pytest.mark.parametrize("kind", ["overloaded_error", "api_error", "expired"])
 def test_an_errored_or_expired_entry_is_retried_as_a_messages_call_and_ends_done(tmp_path: Path, kind: str) -> None:
     fake = FakeMessagesAPI(entry_error=failing("Task 2 of a.", kind))
-    result = run_against(fake, tmp_path, make_spec({"a": 3}, mode="batch"))
+    result = run_batched(fake, tmp_path, make_spec({"a": 3}, mode="batch"))
 
     assert result.status == "done"
     failed = [cid for cid, r in fake.batches.created[0].results.items() if r["type"] != "succeeded"]
@@ -101,7 +101,7 @@ def test_an_errored_or_expired_entry_is_retried_as_a_messages_call_and_ends_done
 
 def test_an_entry_the_api_calls_invalid_fails_without_a_retry(tmp_path: Path) -> None:
     fake = FakeMessagesAPI(entry_error=failing("Task 1 of a.", "invalid_request_error"))
-    result = run_against(fake, tmp_path, make_spec({"a": 2}, mode="batch"))
+    result = run_batched(fake, tmp_path, make_spec({"a": 2}, mode="batch"))
 
     agent = result.agents.set_index("agent").loc["a-1"]
     assert agent.status == "failed" and agent.attempts == 1
@@ -112,7 +112,7 @@ def test_an_entry_the_api_calls_invalid_fails_without_a_retry(tmp_path: Path) ->
 
 def test_seeded_entry_errors_all_end_done_after_retries(tmp_path: Path) -> None:
     fake = FakeMessagesAPI(error_rate=0.3, seed=5, retry_after_ms=10)
-    result = run_against(fake, tmp_path, make_spec({"a": 6, "b": 6}, mode="batch"),
+    result = run_batched(fake, tmp_path, make_spec({"a": 6, "b": 6}, mode="batch"),
                          retry=RetryPolicy(attempts=8, base=0.01))
 
     assert result.status == "done"
@@ -160,7 +160,7 @@ def test_messages_retries_of_batch_agents_share_the_concurrency_cap(tmp_path: Pa
 ])
 def test_a_batch_is_sent_at_the_apis_size_limits(tmp_path: Path, limit: dict[str, int], sizes: list[int]) -> None:
     fake = FakeMessagesAPI()
-    result = run_against(fake, tmp_path, make_spec({"a": 5}, mode="batch"), batch=BatchPolicy(
+    result = run_batched(fake, tmp_path, make_spec({"a": 5}, mode="batch"), batch=BatchPolicy(
         quiet=0.1, first_poll=0.01, max_poll=0.05, **limit))
     assert result.status == "done"
     assert [len(b.requests) for b in fake.batches.created] == sizes
@@ -168,7 +168,7 @@ def test_a_batch_is_sent_at_the_apis_size_limits(tmp_path: Path, limit: dict[str
 
 def test_the_attempt_timeout_does_not_end_an_agent_waiting_for_its_batch(tmp_path: Path) -> None:
     fake = FakeMessagesAPI(batch_ms=400)
-    result = run_against(fake, tmp_path, make_spec({"a": 2}, mode="batch", timeout=0.1))
+    result = run_batched(fake, tmp_path, make_spec({"a": 2}, mode="batch", timeout=0.1))
     assert result.status == "done"
     assert (result.agents.attempts == 1).all() and result.agents.batch.all()
 
@@ -215,7 +215,7 @@ def test_polling_backs_off_from_the_first_interval_to_the_cap(tmp_path: Path) ->
 
     fake = FakeMessagesAPI(batch_ms=150)
     policy = BatchPolicy(quiet=0.01, first_poll=0.01, growth=2, max_poll=0.04)
-    result = run_against(fake, tmp_path, make_spec({"a": 1}, mode="batch"), batch=policy, sleep=sleep)
+    result = run_batched(fake, tmp_path, make_spec({"a": 1}, mode="batch"), batch=policy, sleep=sleep)
 
     assert result.status == "done"
     # Its worker's batch ends after 150 ms, so it is polled at least 4 times: after 10, 20, 40, 40 ms.

@@ -13,7 +13,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from helpers import make_spec, run_against
+from helpers import cell, make_spec, run_against
 
 import orchestra_magic as om
 from orchestra_magic.errors import ConfigError
@@ -389,23 +389,14 @@ def test_names_are_looked_up_in_the_variables_as_the_notebook_does(tmp_path: Pat
     assert result.status == "done" and "costs $42" in result.output("a-1")
 
 
-def test_a_notebook_cell_finds_tools_in_the_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    try:
-        shell.run_line_magic("load_ext", "orchestra_magic")
-        shell.run_cell("def vendor_count(region: str) -> int:\n    'How many vendors serve a region.'\n    return 7\n")
-        cell = ("%%orchestrate --provider offline -o run\nroles:\n  worker: {tools: [vendor_count]}\n"
-                "domains:\n  - name: a\n    coordinator: Sum up.\n    workers: [{task: Count them.}]\n")
-        shell.run_cell(cell).raise_error()
-        assert "- vendor_count: 7" in shell.user_ns["run"].output("a-1")
-        with pytest.raises(Exception, match="unknown tool 'missing_fn'"):
-            shell.run_cell(cell.replace("vendor_count", "missing_fn")).raise_error()
-    finally:
-        shell.run_line_magic("unload_ext", "orchestra_magic")
-        InteractiveShell.clear_instance()
+def test_a_notebook_cell_finds_tools_in_the_namespace(shell: Any) -> None:
+    cell(shell, "def vendor_count(region: str) -> int:\n    'How many vendors serve a region.'\n    return 7\n")
+    source = ("%%orchestrate --provider offline -o run\nroles:\n  worker: {tools: [vendor_count]}\n"
+              "domains:\n  - name: a\n    coordinator: Sum up.\n    workers: [{task: Count them.}]\n")
+    cell(shell, source)
+    assert "- vendor_count: 7" in shell.user_ns["run"].output("a-1")
+    with pytest.raises(Exception, match="unknown tool 'missing_fn'"):
+        cell(shell, source.replace("vendor_count", "missing_fn"))
 
 
 def test_the_command_line_takes_tools_from_a_python_file(tmp_path: Path) -> None:
