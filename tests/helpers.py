@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
-import socket
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -129,15 +131,101 @@ def fake_on_a_thread(**options: Any) -> Iterator[FakeMessagesAPI]:
 @contextmanager
 def fake_api(*args: str) -> Iterator[dict[str, str]]:
     """`orchestra fake-api` in its own process; yields the environment that points the SDK at it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "fake-api", "--port", str(port), *args],
-                              stderr=subprocess.PIPE, text=True)
+    server = Orchestra(["fake-api", "--port", "0", *args], cwd=Path.cwd())
     try:
-        assert server.stderr is not None
-        assert "Fake Anthropic Messages API" in server.stderr.readline()
-        yield {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
+        banner = server.wait_for_stderr("Fake Anthropic Messages API on ")
+        url = banner.split(" on ")[1].split()[0]
+        yield {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": url}
     finally:
         server.terminate()
         server.wait(10)
+
+
+# What an `orchestra` process imports before it does anything: imported once, by the fork server.
+PRELOADED = ["orchestra_magic.cli", "orchestra_magic.api", "orchestra_magic.live", "orchestra_magic.display.progress",
+             "orchestra_magic.providers.anthropic.provider", "anthropic", "rich.console", "rich.table", "pandas",
+             "helpers"]
+
+
+class Orchestra:
+    """`orchestra ARGS` in a process of its own, with its own working folder, environment, stdout, stderr,
+    signals and exit code, like `subprocess.Popen` of the command; but forked from a server that imported
+    the package once, so it starts in milliseconds rather than the seconds an interpreter takes to import
+    the SDK. It runs `orchestra_magic.cli.main`, which is all the `orchestra` command runs; the tests that
+    launch `python -m orchestra_magic` itself (test_cli's first, the Dask cluster's) keep the entry point
+    covered."""
+
+    _context = multiprocessing.get_context("forkserver")
+    _context.set_forkserver_preload(PRELOADED)
+
+    def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self._output = tempfile.TemporaryDirectory(prefix="orchestra-output-")  # removed with this object
+        self.process = self._context.Process(target=_orchestra_main, args=(
+            list(argv), str(cwd), dict(os.environ if env is None else env), self._output.name))
+        self.process.start()
+        self.pid = self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        assert self.pid is not None
+        os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def wait_for_stderr(self, text: str, timeout: float = 60) -> str:
+        """Wait (bounded) until the process has printed a line with `text` on stderr; that line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = [line for line in self.stderr_so_far().splitlines() if text in line]
+            if lines:
+                return lines[0]
+            if self.poll() is not None:
+                raise AssertionError(f"orchestra ended ({self.poll()}) without printing {text!r}: "
+                                     f"{self.stderr_so_far()}")
+            time.sleep(0.01)
+        raise AssertionError(f"orchestra did not print {text!r} within {timeout:g} s")
+
+    def stderr_so_far(self) -> str:
+        path = Path(self._output.name) / "stderr"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(["orchestra"], timeout or 0)
+        return self.process.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the end; what it printed on stdout and stderr."""
+        self.wait(timeout)
+        output = Path(self._output.name)
+        return (output / "stdout").read_text(encoding="utf-8"), (output / "stderr").read_text(encoding="utf-8")
+
+
+def _orchestra_main(argv: list[str], cwd: str, env: dict[str, str], output: str) -> None:
+    """In the forked process: the command's working folder, environment and output files, then `main`."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        file = os.open(os.path.join(output, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(file, fd)
+        os.close(file)
+    from orchestra_magic.cli import main
+
+    sys.exit(main(argv))
+
+
+def orchestra(*args: str, cwd: Path, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`orchestra ARGS` run to its end (see `Orchestra`), as `subprocess.run(..., capture_output=True)` gives it."""
+    process = Orchestra(args, cwd, env)
+    stdout, stderr = process.communicate(timeout)
+    return subprocess.CompletedProcess(["orchestra", *args], process.wait(), stdout, stderr)

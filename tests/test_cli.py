@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import fake_api, first_output
+from helpers import Orchestra, fake_api, first_output, orchestra
 
 import orchestra_magic as om
 from orchestra_magic.cli import main
@@ -20,13 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
 
 
-def orchestra(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "orchestra_magic", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
-
-
 def test_run_offline_prints_the_summaries_table_and_exits_0(tmp_path: Path) -> None:
-    done = orchestra("run", str(QUICKSTART), "--provider", "offline", cwd=tmp_path)
+    # `python -m orchestra_magic` itself, a fresh interpreter: the entry point as installed. The other tests
+    # run the command's `main` in processes forked from one that imported the package (helpers.Orchestra).
+    done = subprocess.run([sys.executable, "-m", "orchestra_magic", "run", str(QUICKSTART), "--provider", "offline"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "vector-db-review" in done.stdout
     for domain in ("performance", "pricing", "operations", "compliance"):
@@ -142,9 +140,8 @@ def test_ctrl_c_stops_an_offline_run_and_the_printed_resume_command_works_as_pas
     slow.touch()
     (tmp_path / "tools.py").write_text(TOOLS.format(slow=str(slow)))
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    run = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "run", str(spec), "--provider", "offline",
-                            "--var", "name=slow", "--var", "n=12", "--tools", "tools.py", "--concurrency", "2"],
-                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = Orchestra(["run", str(spec), "--provider", "offline", "--var", "name=slow", "--var", "n=12",
+                     "--tools", "tools.py", "--concurrency", "2"], cwd=tmp_path, env=env)
     folder = first_output(tmp_path / "orchestration")
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)

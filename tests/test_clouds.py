@@ -7,14 +7,12 @@ import asyncio
 import json
 import math
 import pickle
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cell, fake_api, make_spec
+from helpers import cell, fake_api, make_spec, orchestra
 
 import orchestra_magic as om
 from orchestra_magic.cloud_models import base_model, cloud_model_id
@@ -229,9 +227,8 @@ def test_the_cli_runs_the_quickstart_on_bedrock_by_name(tmp_path: Path) -> None:
     with fake_api() as env:
         url = env.pop("ANTHROPIC_BASE_URL")
         env.pop("ANTHROPIC_API_KEY")
-        command = [sys.executable, "-m", "orchestra_magic", "run", str(QUICKSTART), "--provider", "bedrock"]
-        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                                env={**env, **bedrock_env(url)})
+        result = orchestra("run", str(QUICKSTART), "--provider", "bedrock", cwd=tmp_path,
+                           env={**env, **bedrock_env(url)})
     assert result.returncode == 0, result.stderr
     assert "25 agents: 25 done" in result.stdout
     (folder,) = (tmp_path / "orchestration").iterdir()

@@ -13,7 +13,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from helpers import cell, make_spec, run_against
+from helpers import cell, make_spec, orchestra, run_against
 
 import orchestra_magic as om
 from orchestra_magic.errors import ConfigError
@@ -400,21 +400,18 @@ def test_a_notebook_cell_finds_tools_in_the_namespace(shell: Any) -> None:
 
 
 def test_the_command_line_takes_tools_from_a_python_file(tmp_path: Path) -> None:
-    import subprocess
-    import sys
 
     (tmp_path / "mytools.py").write_text("def shout(text: str) -> str:\n    'Upper-case it.'\n"
                                          "    return text.upper()\n\ndef _hidden() -> None: ...\n")
     (tmp_path / "spec.yaml").write_text("tools: [shout]\ndomains:\n  - name: a\n    coordinator: Sum.\n"
                                         "    workers: [{task: Shout.}]\n")
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    command = [sys.executable, "-m", "orchestra_magic", "run", "spec.yaml", "--provider", "offline"]
-    done = subprocess.run([*command, "--tools", "mytools.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, env=env)
+    command = ["run", "spec.yaml", "--provider", "offline"]
+    done = orchestra(*command, "--tools", "mytools.py", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     (folder,) = (tmp_path / "orchestration").iterdir()
     assert "- shout: [SIMULATED] TEXT" in (folder / "workers" / "a-1.md").read_text()
-    refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    refused = orchestra(*command, cwd=tmp_path, env=env)
     assert refused.returncode == 2 and "unknown tool 'shout'" in refused.stderr
 
 

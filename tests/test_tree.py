@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Log, make_spec, run_against
+from helpers import Log, make_spec, orchestra, run_against
 
 import orchestra_magic as om
 from orchestra_magic.errors import SpecError
@@ -331,8 +329,7 @@ def test_the_cli_progress_shows_a_tree_domains_levels_and_prints_the_run_summary
                     "domains:\n  - name: a\n    coordinator: c\n    workers:\n"
                     + "".join(f"      - task: t{i}\n" for i in range(5)) + "  - name: b\n    coordinator: c\n"
                     "    workers: [{task: t}]\n")
-    done = subprocess.run([sys.executable, "-m", "orchestra_magic", "run", str(spec), "--provider", "offline"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = orchestra("run", str(spec), "--provider", "offline", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     progress = " ".join(done.stderr.split())  # the words column wraps
     assert "L0 5/5 · L1 3/3 · L2 2/2 · L3 1/1" in progress  # 5 workers → 3 → 2 → the coordinator

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import orchestra
 
 SPEC = "domains:\n  - name: a\n    coordinator: c\n    workers:\n      - task: t\n"
 LONG = "x" * 5_000
-
-
-def orchestra(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "orchestra_magic", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture

@@ -4,25 +4,18 @@ one folder at once cannot both write it, and the second says clearly that the ru
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import fake_on_a_thread, first_output
+from helpers import Orchestra, fake_on_a_thread, first_output
 
 from orchestra_magic.fake.server import FakeMessagesAPI
 from orchestra_magic.runfolder.folder import RunFolder
 
 SPEC = "concurrency: 2\ndomains:\n  - name: a\n    coordinator: c\n    workers:\n" + "".join(
     f"      - task: Task {i}.\n" for i in range(30))
-
-
-def orchestra(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestra_magic", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def env_of(api: FakeMessagesAPI) -> dict[str, str]:
     return {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": api.base_url}
 
 
-def until_two_folders_have_an_output(root: Path, runs: list[subprocess.Popen[str]], timeout: float = 60) -> None:
+def until_two_folders_have_an_output(root: Path, runs: list[Orchestra], timeout: float = 60) -> None:
     """Wait (bounded) until two run folders under `root` each have a finished worker, or every run ended."""
     deadline = time.monotonic() + timeout
     while len({p.parent.parent for p in root.glob("*/workers/*.md")}) < 2 and time.monotonic() < deadline:
@@ -48,7 +41,7 @@ def until_two_folders_have_an_output(root: Path, runs: list[subprocess.Popen[str
 
 def test_the_same_spec_started_twice_at_once_gets_two_folders(tmp_path: Path, slow_api: FakeMessagesAPI) -> None:
     (tmp_path / "spec.yaml").write_text(SPEC)
-    runs = [orchestra("run", "spec.yaml", cwd=tmp_path, env=env_of(slow_api)) for _ in range(2)]
+    runs = [Orchestra(["run", "spec.yaml"], cwd=tmp_path, env=env_of(slow_api)) for _ in range(2)]
     until_two_folders_have_an_output(tmp_path / "orchestration", runs)  # both have run at once ...
     slow_api.latency_ms = 0  # ... so the rest may go fast
     assert [run.wait(120) for run in runs] == [0, 0]
@@ -61,9 +54,9 @@ def test_a_second_resume_of_a_folder_in_use_is_refused(tmp_path: Path, slow_api:
     # One agent at a time: the first run takes over 6 s, ample for the second process to start on a busy
     # machine; once the second is refused, the fake goes fast and the first run ends in a moment.
     (tmp_path / "spec.yaml").write_text(SPEC.replace("concurrency: 2", "concurrency: 1"))
-    first = orchestra("run", "spec.yaml", cwd=tmp_path, env=env_of(slow_api))
+    first = Orchestra(["run", "spec.yaml"], cwd=tmp_path, env=env_of(slow_api))
     folder = first_output(tmp_path / "orchestration")
-    second = orchestra("run", "spec.yaml", "--resume", folder.name, cwd=tmp_path, env=env_of(slow_api))
+    second = Orchestra(["run", "spec.yaml", "--resume", folder.name], cwd=tmp_path, env=env_of(slow_api))
     _, stderr = second.communicate(timeout=60)
     assert second.returncode == 2
     assert f"run {folder.name} is in use by another run" in stderr

@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import fake_on_a_thread, first_output
+from helpers import Orchestra, fake_on_a_thread, first_output, orchestra
 
 from orchestra_magic.fake.server import FakeMessagesAPI
 
@@ -42,8 +40,7 @@ def test_sigkill_mid_run_then_resume_redoes_nothing_already_on_disk(tmp_path: Pa
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
     env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url}
-    command = [sys.executable, "-m", "orchestra_magic", "run", str(spec)]
-    victim = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = Orchestra(["run", str(spec)], cwd=tmp_path, env=env)
     folder = first_output(tmp_path / "orchestration")
     deadline = time.monotonic() + 30
     while len(list(folder.glob("workers/*.md"))) < 6 and time.monotonic() < deadline:
@@ -56,8 +53,7 @@ def test_sigkill_mid_run_then_resume_redoes_nothing_already_on_disk(tmp_path: Pa
         assert path.read_text().rstrip().endswith("."), f"{path.name} is not whole"
     before = len(fake.requests)
 
-    resumed = subprocess.run([*command, "--resume", folder.name], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=120)
+    resumed = orchestra("run", str(spec), "--resume", folder.name, cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert on_disk and not on_disk & asked_workers(fake.requests[before:])
     assert len({p.stem for p in folder.glob("workers/*.md")}) == 24

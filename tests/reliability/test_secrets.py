@@ -5,15 +5,12 @@ is refused up front; and stored error texts are bounded."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import make_spec, run_against
+from helpers import fake_api, make_spec, orchestra, run_against
 from rich.console import Console
 
 import orchestra_magic as om
@@ -37,17 +34,8 @@ FAST = RetryPolicy(attempts=2, base=0.001, cap=0.01, max_wait=0.01)
 def test_a_marker_key_appears_nowhere_after_a_run_with_errors(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(make_spec({"a": 4, "b": 4}, attempts=2)))
-    server = subprocess.Popen([sys.executable, "-m", "orchestra_magic", "fake-api", "--port", "0",
-                               "--error-rate", "0.5", "--seed", "4"], stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None
-        url = server.stderr.readline().split(" on ")[1].split()[0]
-        env = {**os.environ, "ANTHROPIC_API_KEY": MARKER, "ANTHROPIC_BASE_URL": url}
-        result = subprocess.run([sys.executable, "-m", "orchestra_magic", "run", str(spec)], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        server.terminate()
-        server.wait(10)
+    with fake_api("--error-rate", "0.5", "--seed", "4") as env:
+        result = orchestra("run", str(spec), cwd=tmp_path, env={**env, "ANTHROPIC_API_KEY": MARKER})
     assert "failed" in result.stdout or "done" in result.stdout  # the run happened, with retries or failures
     assert MARKER not in result.stdout + result.stderr
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
