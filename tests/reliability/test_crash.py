@@ -52,6 +52,7 @@ def test_sigkill_mid_run_then_resume_redoes_nothing_already_on_disk(tmp_path: Pa
     for path in folder.glob("workers/*.md"):  # a write the kill cut short left a hidden temporary, never a torn file
         assert path.read_text().rstrip().endswith("."), f"{path.name} is not whole"
     before = len(fake.requests)
+    fake.latency_ms = 0  # the kill has landed: the resume need not be slow
 
     resumed = orchestra("run", str(spec), "--resume", folder.name, cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
@@ -76,6 +77,7 @@ def test_a_kernel_restarted_mid_run_leaves_a_folder_that_resumes_without_repeats
         km.restart_kernel(now=True)  # the kernel process is killed, as a crash or a forced restart would
         on_disk = {p.stem for p in folder.glob("workers/*.md")}
         before = len(fake.requests)
+        fake.latency_ms = 0
         kc.wait_for_ready(timeout=60)
         kc.execute_interactive("%load_ext orchestra_magic", timeout=60)
         reply = kc.execute_interactive(f"%%orchestrate --provider anthropic --resume {folder.name} -o again\n{SPEC}",
