@@ -26,18 +26,15 @@ from .threads import settle
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .results import Run
-
 
 ROOT_HELP = ("where run folders are: a folder or a URL such as s3://bucket/runs (default: $ORCHESTRA_ROOT, "
              "else ./orchestration)")
 
 
 def entry() -> NoReturn:
-    """The `orchestra` command: `main`, then an exit that skips one last walk of the heap. The objects
-    made at start-up (the SDK's models, about a million) live until the exit, where Python's shutdown
-    collects the heap again and again as it clears modules: about 0.4 s of CPU, as long as a
-    1,000-agent run's own bookkeeping, for memory the system takes back anyway (`gc.freeze`)."""
+    """The `orchestra` command: `main`, then an exit that does not walk the heap again: Python's shutdown
+    collects it repeatedly as it clears modules (~0.4 s of CPU after a run), for memory the system takes
+    back anyway (`gc.freeze`)."""
     code = main()
     gc.freeze()
     sys.exit(code)
@@ -173,6 +170,7 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from .display.progress import CliProgress
+    from .display.summary import print_run
     from .live import run
 
     if args.spec is None and args.resume is None:
@@ -182,13 +180,14 @@ def _run(args: argparse.Namespace) -> int:
     progress = CliProgress(_console(stderr=True))
     spec = Path(args.spec) if args.spec else None  # None: the resumed folder's own spec.yaml
     previous = _stop_on_sigterm()
-    collecting = gc.isenabled()
-    gc.disable()  # until the run starts (`_StartUpDone`): loading the SDK makes objects, not garbage
+    thresholds = gc.get_threshold()
+    start_up = _StartUpDone(thresholds)
+    gc.set_threshold(_START_UP_THRESHOLD, *thresholds[1:])  # until the run starts: see `_StartUpDone`
     try:
         with progress:
             result = run(spec, provider=args.provider, root=args.root, concurrency=args.concurrency,
                          resume=args.resume, variables=parse_vars(args.var),
-                         listeners=(progress.update, _StartUpDone()), tools=args.tools,
+                         listeners=(progress.update, start_up), tools=args.tools,
                          executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt:
         if progress.run_id:
@@ -198,8 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         gc.unfreeze()  # a caller in the same process (a test, a script) gets its collector back as it was
-        if collecting:
-            gc.enable()
+        gc.set_threshold(*thresholds)
         settle()  # tools or python-provider functions still in their threads: let them end before the exit
     if result.state.damage:
         print(f"Note: {result.state.damage}", file=sys.stderr)
@@ -217,20 +215,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.status == "done" else 1
 
 
-class _StartUpDone:
-    """A listener: at the run's first event, the collector comes back on, with everything imported and
-    built to start the run (the SDK and its client: about a million objects, none of them garbage) set
-    aside (`gc.freeze`). Collecting while the SDK loads, and walking it again in every full collection
-    during the run, cost ~0.3 s of CPU each in a 1,000-agent run."""
+_START_UP_THRESHOLD = 50_000  # allocations between young collections while the run starts (Python's: 700)
 
-    def __init__(self) -> None:
+
+class _StartUpDone:
+    """A listener: at the run's first event, what start-up made (the SDK and its client: about a million
+    objects, no garbage) is set aside (`gc.freeze`) and the thresholds are put back. Until then young
+    objects are collected every 50,000 allocations, not 700: at Python's pace the SDK's import set off
+    three full collections, and each full one during the run walked it all again (~0.3 s of CPU each way
+    at 1,000 agents). Switching the collector off instead kept a spec's cyclic garbage (+33 MB at 20,000
+    workers)."""
+
+    def __init__(self, thresholds: tuple[int, int, int]) -> None:
+        self.thresholds = thresholds
         self.done = False  # (not `gc.get_freeze_count()`: it counts by walking every frozen object)
 
     def __call__(self, event: object, state: object) -> None:
         if not self.done:
             self.done = True
             gc.freeze()
-            gc.enable()
+            gc.set_threshold(*self.thresholds)
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -257,6 +261,7 @@ def _resume_command(args: argparse.Namespace, run_id: str) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     from .api import RunOptions
+    from .display.summary import print_run
     from .results import load_run
     from .runfolder.folder import find_run
 
@@ -351,48 +356,3 @@ def _console(stderr: bool) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 120)
-
-
-def _truncated_workers(result: Run) -> dict[str, list[str]]:
-    """Per domain, the agents whose output is cut off (done, but not whole)."""
-    cut: dict[str, list[str]] = {}
-    for agent in result.state.agents.values():
-        if agent.truncated:
-            cut.setdefault(agent.domain, []).append(agent.agent)
-    return cut
-
-
-def print_run(result: Run, console: Console) -> None:
-    """The summaries table, then one line of counts and where the full texts are."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from .display.text import counts_text
-
-    table = Table(show_lines=True, title=Text(f"Run {result.run_id}: {result.status}"))
-    for column in ("domain", "status", "workers", "tokens in/out", "summary"):
-        table.add_column(column, overflow="fold", ratio=4 if column == "summary" else None)
-    cut = _truncated_workers(result)
-    for row in result.summary_rows():
-        missing: list[str] = row["missing"]
-        workers = f"{row['workers'] - len(missing)}/{row['workers']}"
-        workers += f" ({row['failed']} failed)" if row["failed"] else ""
-        summary = str(row["summary"]) + (f"\nmissing: {', '.join(missing)}" if missing else "")
-        if cut.get(row["domain"]):
-            summary += f"\ntruncated (cut off at max_tokens): {', '.join(cut[row['domain']])}"
-        tokens = f"{row['input_tokens']:,}/{row['output_tokens']:,}"
-        cells = (str(row["domain"]), str(row["status"]), workers, tokens, summary)
-        table.add_row(*(Text(cell) for cell in cells))  # Text: agent output is never read as rich markup
-    console.print(table)
-    if result.summary:  # the run-level coordinator's (a spec with a top-level `coordinator:`)
-        console.print(Text(f"Run summary: {result.summary}"))
-    state = result.state
-    counts = counts_text(state.counts)
-    counts += f" ({state.truncated} truncated: output cut off)" if state.truncated else ""
-    reason = f" ({state.reason})" if state.reason else ""
-    cost = f" Cost: {state.cost()}." if state.cost() else ""
-    cached = state.usage.cache_read_tokens + state.usage.cache_write_tokens
-    through_cache = f" (+{cached:,} through the prompt cache)" if cached else ""
-    console.print(Text(f"{state.total} agents: {counts}{reason}. Tokens: {state.input_tokens:,} in{through_cache}, "
-                       f"{state.output_tokens:,} out; {state.economy()}.{cost} Full texts: {result.path}"))
-

@@ -105,7 +105,7 @@ def test_the_cli_closing_line_counts_the_tokens_that_went_through_the_prompt_cac
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rich.console import Console
 
-    from orchestra_magic.cli import print_run
+    from orchestra_magic.display.summary import print_run
 
     def cached(request: om.AgentRequest) -> om.Completion:
         return om.Completion("Done.", 10, 5, cache_write_tokens=100, cache_read_tokens=1_000)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 import orchestra_magic as om
 from orchestra_magic import cli
-from orchestra_magic.cli import print_run
+from orchestra_magic.display.summary import print_run
 from orchestra_magic.engine.retry import RetryPolicy
 from orchestra_magic.engine.scheduler import Engine
 from orchestra_magic.errors import ConfigError, TransientAgentError

@@ -14,7 +14,7 @@ import pytest
 from helpers import make_spec, run_against
 from rich.console import Console
 
-from orchestra_magic.cli import print_run
+from orchestra_magic.display.summary import print_run
 from orchestra_magic.display.text import status_line
 from orchestra_magic.display.widget import RunView
 from orchestra_magic.engine.retry import RetryPolicy
