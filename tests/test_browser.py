@@ -145,6 +145,21 @@ def tree_header(page: Any) -> Any:
     return page.locator(".widget-html", has_text="Context economy").first
 
 
+def scroll_to(locator: Any) -> None:
+    """Bring a widget into view for a screenshot. The tree's header is drawn anew as the run goes on (and
+    when it ends), so the element found can be detached by the time it is scrolled to: then scroll to
+    the one that replaced it."""
+    from playwright.sync_api import Error
+
+    for attempt in range(3):
+        try:
+            locator.scroll_into_view_if_needed(timeout=10_000)
+            return
+        except Error as exc:
+            if "not attached" not in str(exc) or attempt == 2:
+                raise
+
+
 def tree_bar(page: Any) -> Any:
     """The run's own progress bar, beside the Stop button (each domain row has its own bar)."""
     return page.locator(".widget-hbox", has=page.locator("button", has_text="Stop")).locator(".progress-bar").first
@@ -158,7 +173,7 @@ def test_the_quickstart_fills_the_tree_and_returns_summaries(lab: tuple[str, Pat
     page.screenshot(path=ARTIFACTS / "quickstart-start.png")
     header = tree_header(page)
     header.wait_for()
-    header.scroll_into_view_if_needed()
+    scroll_to(header)
     page.screenshot(path=ARTIFACTS / "quickstart-running.png")  # the offline run is fast: often already done
     expect(header).to_have_text(re.compile(r"^vector-db-review-\S+ done\s+workers 16/16 \(16 done\), "
                                            r"coordinators 3/3 \(3 done\)"), timeout=60_000)
@@ -167,7 +182,7 @@ def test_the_quickstart_fills_the_tree_and_returns_summaries(lab: tuple[str, Pat
     page.locator("table.dataframe", has_text="performance").first.wait_for()  # the summaries, one row a domain
     page.locator("button.widget-toggle-button", has_text="workers").first.click()  # open a domain
     page.locator("table", has_text="perf-pinecone").first.wait_for()
-    header.scroll_into_view_if_needed()
+    scroll_to(header)
     page.screenshot(path=ARTIFACTS / "quickstart-done.png")
     page.locator("button.widget-button", has_text="Plot").first.click()  # the run in pictures, under the header
     page.locator("img.widget-image").first.wait_for()
@@ -185,7 +200,7 @@ def test_stop_works_while_the_cell_is_executing(lab: tuple[str, Path], page: Any
     expect(header).to_have_text(re.compile(r"^run-\S+ running\s+workers [1-9]\d*/40 "), timeout=60_000)  # one done
     prompt = page.locator(".jp-CodeCell", has=header).locator(".jp-InputPrompt")
     assert prompt.inner_text().strip() == "[*]:"  # the %%orchestrate cell is still executing
-    header.scroll_into_view_if_needed()
+    scroll_to(header)
     page.screenshot(path=ARTIFACTS / "stop-before.png")
     page.locator("button.widget-button", has_text="Stop").click()
     expect(header).to_have_text(re.compile(r"^run-\S+ cancelled\s.*cancelled.*stopped: stopped by the user",
@@ -193,7 +208,7 @@ def test_stop_works_while_the_cell_is_executing(lab: tuple[str, Path], page: Any
     expect(prompt).to_have_text(re.compile(r"\[\d+\]:"), timeout=30_000)  # the cell finished...
     page.locator("pre", has_text="Stopped:").wait_for(timeout=10_000)  # ...saying how to resume
     page.locator("table.dataframe", has_text="cancelled").first.wait_for()  # its table, a live output
-    header.scroll_into_view_if_needed()
+    scroll_to(header)
     page.screenshot(path=ARTIFACTS / "stop-after.png")
     done = re.search(r"workers (\d+)/40", header.inner_text())
     (folder,) = (root / "orchestration").glob("run-*")  # the slow spec has no name
