@@ -36,6 +36,21 @@ def test_a_run_goes_through_the_sdk_and_records_usage(tmp_path: Path, api_key: s
     assert coordinator_prompt.count("<worker_result id=") == 3
 
 
+def test_requests_go_through_the_proxy_the_environment_names(tmp_path: Path, api_key: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The endpoint's name does not resolve; only the proxy (here the fake itself, which answers requests in
+    # a proxy's absolute form) can carry the calls: so they reached it through ALL_PROXY, whatever HTTP
+    # transport the SDK is given (decision 0014).
+    fake = FakeMessagesAPI()
+
+    def through_proxy(fake_url: str) -> om.Provider:
+        monkeypatch.setenv("ALL_PROXY", fake_url)
+        return om.AnthropicProvider(base_url="http://api.example.invalid")
+
+    result = run_against(fake, tmp_path, make_spec({"a": 2}), provider=through_proxy)
+    assert result.status == "done" and len(fake.requests) == 3
+
+
 def test_rate_limits_and_server_errors_are_waited_out_and_retried(tmp_path: Path, api_key: str) -> None:
     fake = FakeMessagesAPI(error_rate=0.4, seed=3, retry_after_ms=10)
     result = run_against(fake, tmp_path, make_spec({"a": 6, "b": 6}, attempts=8),
