@@ -113,6 +113,10 @@ class Engine:
             task.cancel()
 
     async def run(self) -> RunState:
+        """Run every agent not already done: write spec.yaml and a first run.json, start agents as their
+        inputs are ready (within the concurrency, throttle and budget), and end with the run's status
+        in the state and in run.json. Cancelled from outside, it stops cleanly first (in-flight agents
+        end `cancelled`, the folder stays resumable), then lets the cancellation through."""
         if (found := tracer()) is not None:  # OpenTelemetry is configured: spans from the events and attempts
             tracing = RunTracing(found, self.state)
             self.listeners.append(tracing.on_event)

@@ -127,4 +127,8 @@ class Provider(abc.ABC):
         return self
 
     @abc.abstractmethod
-    async def complete(self, request: AgentRequest) -> Completion: ...
+    async def complete(self, request: AgentRequest) -> Completion:
+        """Answer one agent's request: its text, what it cost (tokens, tool calls) and whether it was cut
+        off. Raise `TransientAgentError` for what is worth asking again (the engine waits and retries,
+        by its one policy) and `AgentError` for what is not; never retry here, and let cancellation
+        through: Stop, timeouts and budgets cancel this call."""
