@@ -26,7 +26,8 @@ from typing import Any
 
 import orchestra_magic as om
 from orchestra_magic.api import prepared
-from orchestra_magic.engine.throttle import RateLimit, Throttle
+from orchestra_magic.engine.throttle import Throttle
+from orchestra_magic.providers.base import RateLimit
 
 
 class RequestPacing(Throttle):

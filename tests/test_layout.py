@@ -104,3 +104,12 @@ def test_the_fake_api_is_imported_only_by_the_offline_provider_and_the_cli() -> 
              if any(target.startswith("orchestra_magic.fake") for target in targets)
              and not name.startswith("orchestra_magic.fake")}
     assert users <= {"orchestra_magic.providers.anthropic.provider", "orchestra_magic.cli"}, users
+
+
+def test_the_provider_seam_depends_only_on_pure_values() -> None:
+    # `providers/base.py` is what every backend and the engine share: plain values in and out. It may use
+    # the pure bottom (state's types, errors), never the engine, the run folder, tools or a view.
+    seam = import_graph()["orchestra_magic.providers.base"]
+    assert {t for t in seam if t.startswith("orchestra_magic.")} <= {"orchestra_magic.state.events",
+                                                                      "orchestra_magic.state.usage",
+                                                                      "orchestra_magic.errors"}, seam

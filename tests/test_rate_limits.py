@@ -12,9 +12,10 @@ from helpers import make_spec
 import orchestra_magic as om
 from orchestra_magic.api import prepared
 from orchestra_magic.engine.retry import RetryPolicy
-from orchestra_magic.engine.throttle import Bucket, RateLimit, Throttle
+from orchestra_magic.engine.throttle import Throttle
 from orchestra_magic.fake.limits import Bucket as FakeBucket
 from orchestra_magic.fake.limits import Limits, RequestBucket
+from orchestra_magic.providers.base import Bucket, RateLimit
 
 
 class Clock:

@@ -25,31 +25,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
+from ..providers.base import Bucket, RateLimit
 from ..spec.model import DEFAULT_MAX_WAIT
 
 DEFAULT_PAUSE = 1.0  # when a 429 or 529 names no retry-after
 MARGIN = 0.9  # pace at 90% of a refill rate, so a little jitter does not land a request on an empty bucket
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """One bucket as the headers give it: its per-minute limit and what is left of it now."""
-
-    limit: int
-    remaining: int
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """What an answer's `anthropic-ratelimit-*` headers said: the request bucket (a limit of 0: the answer
-    did not say) and, where given, the input- and output-token buckets."""
-
-    requests_per_minute: int = 0
-    remaining: int = 0
-    input_tokens: Bucket | None = None
-    output_tokens: Bucket | None = None
 
 
 class TokenPicture:

@@ -11,13 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..engine.throttle import RateLimit
 from ..state.events import Role
 from ..state.usage import Usage
-from ..tools.catalog import PythonTool
 
 if TYPE_CHECKING:
     from ..spec.model import Spec
+    from ..tools.catalog import PythonTool  # the request carries them: the tool loop runs in the provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +32,26 @@ class WorkerResult:
     @property
     def missing(self) -> bool:
         return self.text is None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One bucket as the headers give it: its per-minute limit and what is left of it now."""
+
+    limit: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What an answer's `anthropic-ratelimit-*` headers said: the request bucket (a limit of 0: the answer
+    did not say) and, where given, the input- and output-token buckets. A provider reports it with its
+    answer; the engine's throttle paces on it."""
+
+    requests_per_minute: int = 0
+    remaining: int = 0
+    input_tokens: Bucket | None = None
+    output_tokens: Bucket | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,11 +29,10 @@ import httpx2  # the SDK's HTTP client (SDK 2.x)
 from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message, TextBlockParam
 
-from ...engine.throttle import Bucket, RateLimit
 from ...errors import AgentError, ConfigError, TransientAgentError
 from ...redaction import redact
 from ...state.events import Role
-from ..base import CUT_OFF_STOPS, AgentRequest, Completion, Provider
+from ..base import CUT_OFF_STOPS, AgentRequest, Bucket, Completion, Provider, RateLimit
 from .batches import TRANSIENT_KINDS, Batcher, BatchPolicy, Sleep
 from .features import PROFILES, Profile, refusal
 from .nonstreamed import Answer, answer_of, must_stream

@@ -25,11 +25,10 @@ from typing import Any
 import pydantic
 from anthropic.types import Message, ToolUseBlock
 
-from ...engine.throttle import RateLimit
 from ...errors import AgentError, leave_spent
 from ...tools.catalog import server_tool
 from ...tools.context import tool_context
-from ..base import CUT_OFF_STOPS, AgentRequest, Completion
+from ..base import CUT_OFF_STOPS, AgentRequest, Completion, RateLimit
 
 # One Messages call: the answer and what its rate-limit headers said (the throttle paces on the last).
 Turn = Callable[[dict[str, Any]], Awaitable[tuple[Message, RateLimit | None]]]
