@@ -86,6 +86,24 @@ def state_of(agents: int) -> RunState:
                                          for i in range(agents)})
 
 
+@pytest.mark.parametrize("finishes", [
+    # (status, cost, input tokens) of one agent's finishes in turn: a resume re-runs, re-prices or skips it
+    [("failed", None, 10), ("done", 0.5, 30)],  # unpriced first (a model with no price), priced on resume
+    [("done", 0.5, 30), ("failed", None, 40)],
+    [("failed", None, 10), ("skipped", 0.2, 0)],  # a skipped agent keeps its usage but takes the cost given
+    [("done", None, 10), ("skipped", None, 10), ("done", 1.0, 5)],
+])
+def test_the_reducers_running_totals_equal_the_totals_counted_from_the_agents(
+        finishes: list[tuple[str, float | None, int]]) -> None:
+    state = state_of(2)
+    for status, cost, tokens in finishes:
+        state.apply(AgentFinished(agent="w0", at=1.0, status=status, cost_usd=cost,  # type: ignore[arg-type]
+                                  usage=Usage(input_tokens=tokens, output_tokens=1)))
+        counted = RunState("r", "n", "p", 0.0, state.agents)  # totals made afresh from the agents' rows
+        assert (state.usage, state.cost_usd, state.unpriced, state.truncated, state.counts) == (
+            counted.usage, counted.cost_usd, counted.unpriced, counted.truncated, counted.counts)
+
+
 def test_a_snapshot_stays_as_it_was_while_events_go_on_and_shares_the_agents_no_event_changed() -> None:
     state = state_of(3)
     state.apply(AgentStarted(agent="w0", at=1.0, attempt=1))

@@ -174,14 +174,17 @@ class RunState:
     def _finish(self, agent: AgentState, event: AgentFinished) -> None:
         self._set_status(agent, event.status)
         agent.end_attempt(event.at)
-        self.cost_usd += (event.cost_usd or 0.0) - (agent.cost_usd or 0.0)
-        agent.cost_usd = event.cost_usd
         agent.finished_at, agent.error = event.at, event.error
-        if event.status == "skipped":  # a skipped agent keeps what its earlier run recorded
+        skipped = event.status == "skipped"  # a skipped agent keeps what its earlier run recorded
+        usage = agent.usage if skipped else event.usage
+        # every total moves by (new row - old row), taken before the row changes
+        self.cost_usd += (event.cost_usd or 0.0) - (agent.cost_usd or 0.0)
+        self.unpriced += _unpriced(event.cost_usd, usage) - _unpriced(agent.cost_usd, agent.usage)
+        agent.cost_usd = event.cost_usd
+        if skipped:
             return
-        self.unpriced += _unpriced(event.cost_usd, event.usage) - _unpriced(agent.cost_usd, agent.usage)
-        self.usage += event.usage if agent.usage is NO_USAGE else event.usage - agent.usage
-        agent.usage = event.usage
+        self.usage += usage if agent.usage is NO_USAGE else usage - agent.usage
+        agent.usage = usage
         agent.input_hash, agent.output_hash, agent.summary = event.input_hash, event.output_hash, event.summary
         agent.summary_cut, agent.note = event.summary_cut, event.note
         agent.batch = event.batch
